@@ -1,0 +1,80 @@
+# The verbs people type. Every target creates what it needs on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .tools/sam
+CHECKOV_VENV := .tools/checkov
+SAM_CLI_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
+STAGE ?= dev
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help venv tools lint test test-fast local demo bench deploy image-smoke lock clean
+
+help:
+	@echo "make demo    the whole pipeline on the embedded local stack (DEMO_DATA=path for your own images)"
+	@echo "make test    lint gates and every test"
+	@echo "make lint    ruff, bandit, cfn-lint, sam validate --lint, checkov"
+	@echo "make local   the embedded local stack in the foreground"
+	@echo "make bench   every benchmark under bench/"
+	@echo "make deploy  sam build and sam deploy (STAGE=$(STAGE))"
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -c requirements-lock.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	touch $@
+
+tools: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+lint: venv tools
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/bandit --quiet -c pyproject.toml -r functions training_job
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+	$(PY) scripts/sam_transform.py --out build/template.transformed.json
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		-f build/template.transformed.json
+
+test: lint
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow"
+
+local: venv
+	$(VENV)/bin/imgclf local
+
+demo: venv
+	$(VENV)/bin/imgclf demo $(if $(DEMO_DATA),--data $(DEMO_DATA)) $(DEMO_ARGS)
+
+bench: venv
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+deploy: tools
+	$(SAM_VENV)/bin/sam build --template template.yaml
+	$(SAM_VENV)/bin/sam deploy --config-env $(if $(filter prod,$(STAGE)),prod,default) \
+		--parameter-overrides Stage=$(STAGE)
+
+image-smoke:
+	scripts/image-smoke.sh
+
+lock: venv
+	$(PY) -m pip freeze --exclude-editable > requirements-lock.txt
+
+clean:
+	rm -rf build .aws-sam .pytest_cache .ruff_cache demo-output test-artifacts

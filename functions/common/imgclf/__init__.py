@@ -1,0 +1,3 @@
+"""imgclf's shared runtime: what every function imports for the concerns they share."""
+
+__version__ = "0.1.0"

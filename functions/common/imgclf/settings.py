@@ -1,0 +1,103 @@
+"""Settings read once from the environment that template.yaml sets for every function."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import Mapping
+
+from .errors import ConfigError
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _prefix(value: str) -> str:
+    value = value.strip().lstrip("/")
+    return value if value.endswith("/") else value + "/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting a function may read; each field maps to the upper-cased environment variable."""
+
+    stage: str = "dev"
+    data_bucket: str = ""
+    predictions_table: str = ""
+    runs_table: str = ""
+    models_table: str = ""
+    upload_prefix: str = "uploads/"
+    dataset_prefix: str = "datasets/"
+    models_prefix: str = "models/"
+    model_backend: str = "onnx"
+    model_check_seconds: int = 60
+    model_cache_dir: str = "/tmp/imgclf-models"  # noqa: S108 - Lambda's only writable directory
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    min_image_side: int = 64
+    max_image_side: int = 1024
+    allow_private_addresses: bool = False
+    state_machine_arn: str = ""
+    collector_function: str = ""
+    training_image_uri: str = ""
+    training_role_arn: str = ""
+    training_instance_type: str = "ml.g4dn.xlarge"
+    training_use_spot: bool = False
+    training_max_runtime_s: int = 4 * 3600
+    training_backend: str = "sagemaker"
+    search_key_parameter: str = ""
+    bing_endpoint: str = "https://api.bing.microsoft.com"
+    collector_workers: int = 16
+    download_timeout_s: int = 10
+    download_deadline_s: int = 30
+    download_retries: int = 2
+    jpeg_quality: int = 90
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from an environment mapping, converting and validating each value."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in fields(cls):
+            raw = environ.get(field.name.upper())
+            if raw is None:
+                continue
+            try:
+                if field.type == "bool":
+                    values[field.name] = _bool(raw)
+                elif field.type == "int":
+                    values[field.name] = int(raw)
+                elif field.name.endswith("_prefix"):
+                    values[field.name] = _prefix(raw)
+                else:
+                    values[field.name] = raw
+            except ValueError as exc:
+                raise ConfigError(f"environment variable {field.name.upper()}: {exc}") from exc
+        settings = cls(**values)
+        if settings.model_backend not in {"onnx", "fastai"}:
+            raise ConfigError(f"MODEL_BACKEND must be onnx or fastai, not {settings.model_backend!r}")
+        return settings
+
+    def require(self, *names: str) -> None:
+        """Fail clearly when a function starts without the settings it cannot work without."""
+        missing = [name.upper() for name in names if not getattr(self, name)]
+        if missing:
+            raise ConfigError(f"missing environment variables: {', '.join(missing)}")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this execution environment, read once."""
+    return Settings.from_env()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the local stack change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""The embedded local stack and the `imgclf` command line: imgclf on one machine, wired from template.yaml."""

@@ -1,0 +1,65 @@
+"""The `imgclf` command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import threading
+
+# Sub-commands that live with the code they drive: module path -> what it adds.
+PLUGINS = (
+    "imgclf_collector.cli",
+    "imgclf_training.cli",
+    "imgclf_local.demo",
+)
+
+
+def _local(args: argparse.Namespace) -> int:
+    from .stack import LocalStack
+
+    stack = LocalStack(api_port=args.port)
+    stack.start()
+    print(stack.describe(), flush=True)
+    print("\nCtrl-C stops the stack.", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgclf", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    local = sub.add_parser("local", help="run the embedded local stack in the foreground")
+    local.add_argument("--port", type=int, default=3000, help="port of the local API and page (0: any free)")
+    local.set_defaults(func=_local)
+    for module_name in PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that part of imgclf is not installed here
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

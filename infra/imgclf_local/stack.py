@@ -1,0 +1,264 @@
+"""The embedded local stack: moto on 127.0.0.1, the template's resources, SQS pumps and the API server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable
+
+import boto3
+import requests
+from moto.server import ThreadedMotoServer
+
+from .apigw import ApiServer, Router
+from .lambda_runtime import invoke as invoke_function
+from .lambda_runtime import load_handler
+from .pump import SqsPump
+from .template import REGION, Function, StackTemplate
+
+log = logging.getLogger("imgclf.local")
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log drowns everything else
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+LOCAL_ENVIRONMENT = {
+    # The collector may fetch from servers on this machine (the demo's image server); never set in AWS.
+    "ALLOW_PRIVATE_ADDRESSES": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "TRAINING_BACKEND": "local",
+}
+
+
+class LocalStack:
+    """Starts and stops everything the functions need, with names and wiring read from template.yaml."""
+
+    def __init__(self, template: StackTemplate | None = None, *, parameters: dict[str, str] | None = None,
+                 api_port: int = 0, pumps: bool = True, api: bool = True, retry_visibility_s: int = 1,
+                 extra_environment: dict[str, str] | None = None,
+                 handlers: dict[str, Callable] | None = None):
+        self.template = template or StackTemplate(parameters={"Stage": "local", **(parameters or {})})
+        self.api_port = api_port
+        self.with_pumps, self.with_api = pumps, api
+        self.retry_visibility_s = retry_visibility_s
+        self.extra_environment = extra_environment or {}
+        self.moto: ThreadedMotoServer | None = None
+        self.endpoint = ""
+        self.api: ApiServer | None = None
+        self.pumps: list[SqsPump] = []
+        self.queue_urls: dict[str, str] = {}
+        # Callables that stand in for a function's handler (tests that watch what an event source delivers).
+        self._handlers: dict[str, Callable] = dict(handlers or {})
+        self._saved_env: dict[str, str | None] = {}
+        self._handler_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "LocalStack":
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self._reset_moto()
+        self._apply_environment()
+        try:
+            self.create_resources()
+            if self.with_pumps:
+                self._start_pumps()
+            if self.with_api:
+                self._start_api()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for pump in self.pumps:
+            pump.stop()
+        self.pumps = []
+        if self.api:
+            self.api.stop()
+            self.api = None
+        if self.moto:
+            self._reset_moto()
+            self.moto.stop()
+            self.moto = None
+        self._restore_environment()
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def environment(self) -> dict[str, str]:
+        """What a shell, boto3 or the AWS CLI needs to talk to this stack."""
+        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, **self.template.function_environment(),
+                **LOCAL_ENVIRONMENT, **self.extra_environment}
+
+    def _apply_environment(self) -> None:
+        for key, value in self.environment().items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+        self._reset_cached_clients()
+
+    def _restore_environment(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
+        self._reset_cached_clients()
+
+    def _reset_moto(self) -> None:
+        # moto keeps its backends per process: a new stack must not see the previous one's resources.
+        requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
+
+    @staticmethod
+    def _reset_cached_clients() -> None:
+        # Clients and settings are built once per process; a new endpoint means building them again.
+        from imgclf import aws
+        from imgclf.settings import reset_settings
+
+        aws.reset()
+        reset_settings()
+
+    def client(self, service: str):
+        """A boto3 client pointed at this stack."""
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
+
+    # ------------------------------------------------------------------ resources
+    def create_resources(self) -> None:
+        """Create queues, tables and buckets exactly as the template declares them."""
+        sqs, dynamodb, s3 = self.client("sqs"), self.client("dynamodb"), self.client("s3")
+        # Dead-letter queues first: a redrive policy must name an existing queue.
+        queues = sorted(self.template.queues.values(), key=lambda q: q.dlq_logical_id is not None)
+        for queue in queues:
+            attributes = dict(queue.attributes)
+            if queue.dlq_logical_id:
+                attributes["RedrivePolicy"] = json.dumps({
+                    "deadLetterTargetArn": self.template.queues[queue.dlq_logical_id].arn,
+                    "maxReceiveCount": queue.max_receive_count,
+                })
+            self.queue_urls[queue.logical_id] = sqs.create_queue(QueueName=queue.name, Attributes=attributes)[
+                "QueueUrl"
+            ]
+        for table in self.template.tables.values():
+            kwargs: dict[str, Any] = {
+                "TableName": table.name,
+                "KeySchema": table.key_schema,
+                "AttributeDefinitions": table.attribute_definitions,
+                "BillingMode": table.billing_mode,
+            }
+            if table.global_secondary_indexes:
+                kwargs["GlobalSecondaryIndexes"] = table.global_secondary_indexes
+            dynamodb.create_table(**kwargs)
+        for bucket in self.template.buckets.values():
+            s3.create_bucket(Bucket=bucket.name)
+            if bucket.versioned:
+                s3.put_bucket_versioning(Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"})
+            if bucket.queue_notifications:
+                s3.put_bucket_notification_configuration(
+                    Bucket=bucket.name,
+                    NotificationConfiguration={"QueueConfigurations": [
+                        {
+                            "QueueArn": n.queue_arn,
+                            "Events": n.events,
+                            "Filter": {"Key": {"FilterRules": [
+                                {"Name": name, "Value": value}
+                                for name, value in (("prefix", n.prefix), ("suffix", n.suffix)) if value
+                            ]}},
+                        }
+                        for n in bucket.queue_notifications
+                    ]},
+                )
+
+    # ------------------------------------------------------------------ functions
+    def function(self, logical_id: str) -> Function:
+        return self.template.functions[logical_id]
+
+    def handler(self, logical_id: str) -> Callable:
+        """The imported handler of a function, loaded once like a warm execution environment."""
+        with self._handler_lock:
+            if logical_id not in self._handlers:
+                self._handlers[logical_id] = load_handler(self.function(logical_id))
+            return self._handlers[logical_id]
+
+    def replace_handler(self, logical_id: str, handler: Callable) -> None:
+        """Serve a function with another callable (tests that watch what the event source delivers)."""
+        with self._handler_lock:
+            self._handlers[logical_id] = handler
+
+    def invoke(self, logical_id: str, event: dict) -> Any:
+        """Invoke a function in-process, as `aws lambda invoke` would."""
+        return invoke_function(self.function(logical_id), event, self.handler(logical_id))
+
+    def _start_pumps(self) -> None:
+        sqs = self.client("sqs")
+        for logical_id, function in self.template.functions.items():
+            for trigger in function.sqs_triggers:
+                queue = self.template.queues[trigger.queue_logical_id]
+                pump = SqsPump(
+                    sqs, queue, self.queue_urls[queue.logical_id], trigger,
+                    lambda event, lid=logical_id: self.invoke(lid, event),
+                    retry_visibility_s=self.retry_visibility_s,
+                )
+                pump.start()
+                self.pumps.append(pump)
+
+    def _start_api(self) -> None:
+        router = Router()
+        for logical_id, function in self.template.functions.items():
+            for route in function.api_routes:
+                router.add(route, lambda event, lid=logical_id: self.invoke(lid, event))
+        if not router.routes:
+            return
+        self.api = ApiServer(router, stage=self.template.parameters["Stage"],
+                             binary_media_types=self.template.binary_media_types, port=self.api_port)
+        self.api.start()
+
+    # ------------------------------------------------------------------ helpers for tools and tests
+    def queue_url(self, logical_id: str) -> str:
+        return self.queue_urls[logical_id]
+
+    def bucket(self, logical_id: str = "DataBucket") -> str:
+        return self.template.buckets[logical_id].name
+
+    def table(self, logical_id: str) -> str:
+        return self.template.tables[logical_id].name
+
+    def wait_until(self, predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
+        """Poll until predicate returns something truthy; raise TimeoutError with what was waited for."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gave up after {timeout}s waiting for {getattr(predicate, '__name__', predicate)}")
+            time.sleep(interval)
+
+    def describe(self) -> str:
+        """A human summary of the endpoints and the environment to use them."""
+        lines = [f"moto endpoint   {self.endpoint}"]
+        if self.api:
+            lines.append(f"API and page    {self.api.url}/")
+        lines.append(f"data bucket     s3://{self.bucket()}")
+        for lid, queue in self.template.queues.items():
+            lines.append(f"queue           {queue.name} ({lid})")
+        for table in self.template.tables.values():
+            lines.append(f"table           {table.name}")
+        lines.append("")
+        lines.append("# point boto3 or the AWS CLI at the stack:")
+        for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            lines.append(f"export {key}={self.environment()[key]}")
+        return "\n".join(lines)
