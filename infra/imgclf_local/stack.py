@@ -7,6 +7,8 @@ import logging
 import os
 import threading
 import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any, Callable
 
 import boto3
@@ -17,7 +19,7 @@ from .apigw import ApiServer, Router
 from .lambda_runtime import invoke as invoke_function
 from .lambda_runtime import load_handler
 from .pump import SqsPump
-from .template import REGION, Function, StackTemplate
+from .template import ACCOUNT_ID, REGION, Function, StackTemplate
 
 log = logging.getLogger("imgclf.local")
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log drowns everything else
@@ -225,6 +227,33 @@ class LocalStack:
         self.api = ApiServer(router, stage=self.template.parameters["Stage"],
                              binary_media_types=self.template.binary_media_types, port=self.api_port)
         self.api.start()
+
+    def put_event(self, event: dict) -> list[Any]:
+        """Deliver an EventBridge event to every function whose rule in the template matches it."""
+        results = []
+        for logical_id, function in self.template.functions.items():
+            if any(rule.matches(event) for rule in function.event_rules):
+                results.append(self.invoke(logical_id, event))
+        return results
+
+    def sagemaker(self, **options: Any):
+        """SageMaker's training contract on this machine; finished jobs are announced as EventBridge events."""
+        from .sagemaker import LocalSageMaker
+
+        def announce(description: dict) -> None:
+            self.put_event({
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "SageMaker Training Job State Change",
+                "source": "aws.sagemaker",
+                "account": ACCOUNT_ID,
+                "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": REGION,
+                "resources": [description["TrainingJobArn"]],
+                "detail": description,
+            })
+
+        return LocalSageMaker(self.client("s3"), on_finish=announce, **options)
 
     # ------------------------------------------------------------------ helpers for tools and tests
     def queue_url(self, logical_id: str) -> str:

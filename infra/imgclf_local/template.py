@@ -94,6 +94,35 @@ class ApiRoute:
 
 
 @dataclass(frozen=True)
+class EventRule:
+    """An EventBridge rule of a function: the events whose pattern matches are delivered to it."""
+
+    name: str
+    pattern: dict
+
+    def matches(self, event: dict) -> bool:
+        return _pattern_matches(self.pattern, event)
+
+
+def _pattern_matches(pattern: dict, event: dict) -> bool:
+    """EventBridge content filtering for what the template uses: exact values, prefixes, nested fields."""
+    for field_name, expected in pattern.items():
+        value = event.get(field_name) if isinstance(event, dict) else None
+        if isinstance(expected, dict):
+            if not isinstance(value, dict) or not _pattern_matches(expected, value):
+                return False
+            continue
+        if not any(
+            (isinstance(option, dict) and "prefix" in option and isinstance(value, str)
+             and value.startswith(option["prefix"]))
+            or option == value
+            for option in expected
+        ):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
 class Function:
     logical_id: str
     name: str
@@ -103,6 +132,7 @@ class Function:
     timeout_s: int
     sqs_triggers: list[SqsTrigger] = field(default_factory=list)
     api_routes: list[ApiRoute] = field(default_factory=list)
+    event_rules: list[EventRule] = field(default_factory=list)
 
 
 class StackTemplate:
@@ -330,7 +360,7 @@ class StackTemplate:
                 code_dir = REPO_ROOT / props["CodeUri"]
                 handler = props["Handler"]
             env = {**global_env, **props.get("Environment", {}).get("Variables", {})}
-            sqs, routes = [], []
+            sqs, routes, rules = [], [], []
             for event_name, event in (props.get("Events") or {}).items():
                 ev = event.get("Properties", {})
                 if event["Type"] == "SQS":
@@ -340,6 +370,8 @@ class StackTemplate:
                         batching_window_s=int(ev.get("MaximumBatchingWindowInSeconds", 0)),
                         report_batch_item_failures="ReportBatchItemFailures" in ev.get("FunctionResponseTypes", []),
                     ))
+                elif event["Type"] == "EventBridgeRule":
+                    rules.append(EventRule(name=str(ev.get("RuleName", event_name)), pattern=ev["Pattern"]))
                 elif event["Type"] == "Api":
                     authorizer = ev.get("Auth", {}).get("Authorizer") or api_auth.get(str(ev.get("RestApiId")), "NONE")
                     routes.append(ApiRoute(path=ev["Path"], method=ev["Method"].upper(), event_name=event_name,
@@ -353,6 +385,7 @@ class StackTemplate:
                 timeout_s=int(props.get("Timeout", globals_.get("Timeout", 3))),
                 sqs_triggers=sqs,
                 api_routes=routes,
+                event_rules=rules,
             )
         return functions
 

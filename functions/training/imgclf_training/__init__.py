@@ -1,0 +1,1 @@
+"""Starting SageMaker training jobs, recording their outcome, and promoting the models they make."""

@@ -1,0 +1,77 @@
+"""The CreateTrainingJob request for a run, and where its artifacts land in the bucket."""
+
+from __future__ import annotations
+
+import hashlib
+
+from imgclf import aws, keys
+from imgclf.settings import Settings
+
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+DEFAULT_HYPERPARAMETERS = {"arch": "resnet18", "epochs": "4", "freeze_epochs": "1", "img_size": "224",
+                           "min_scale": "0.5", "valid_pct": "0.2", "seed": "42"}
+
+
+def job_name(settings: Settings, run_id: str) -> str:
+    """The SageMaker job name of a run; the template scopes IAM to this prefix."""
+    name = f"imgclf-{settings.stage}-{run_id}"
+    if len(name) > 63:
+        raise ValueError(f"training job name {name!r} is longer than SageMaker's 63 characters")
+    return name
+
+
+def output_prefix(settings: Settings, run_id: str) -> str:
+    """models/{run_id}/: where the job writes and where the unpacked artifacts live."""
+    return keys.model_prefix(run_id, settings.models_prefix)
+
+
+def dataset_version(settings: Settings, dataset: str, s3=None) -> str:
+    """The sha256 of the dataset's manifest: a run names exactly the data it trained on."""
+    s3 = s3 or aws.client("s3")
+    key = keys.manifest_key(dataset, settings.dataset_prefix)
+    try:
+        body = s3.get_object(Bucket=settings.data_bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return ""
+    return hashlib.sha256(body).hexdigest()
+
+
+def training_job_request(settings: Settings, run_id: str, dataset: str, hyperparameters: dict) -> dict:
+    """A CreateTrainingJob request: GPU instance, optional managed spot with checkpoints, outputs under models/."""
+    bucket = settings.data_bucket
+    name = job_name(settings, run_id)
+    hps = {**DEFAULT_HYPERPARAMETERS, **{k: str(v) for k, v in hyperparameters.items()}}
+    hps.update(run_id=run_id, dataset_uri=keys.s3_uri(bucket, keys.dataset_prefix(dataset, settings.dataset_prefix)))
+    stopping = {"MaxRuntimeInSeconds": settings.training_max_runtime_s}
+    if settings.training_use_spot:
+        # Spot jobs may wait for capacity; give them as long again to start before giving up.
+        stopping["MaxWaitTimeInSeconds"] = 2 * settings.training_max_runtime_s
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": settings.training_image_uri, "TrainingInputMode": "File"},
+        "RoleArn": settings.training_role_arn,
+        "HyperParameters": hps,
+        "InputDataConfig": [{
+            "ChannelName": "train",
+            "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": keys.s3_uri(bucket, keys.dataset_prefix(dataset, settings.dataset_prefix)),
+                "S3DataDistributionType": "FullyReplicated",
+            }},
+            "InputMode": "File",
+        }],
+        "OutputDataConfig": {"S3OutputPath": keys.s3_uri(bucket, output_prefix(settings, run_id))},
+        "ResourceConfig": {"InstanceType": settings.training_instance_type, "InstanceCount": 1,
+                           "VolumeSizeInGB": 30},
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": settings.training_use_spot,
+        "CheckpointConfig": {"S3Uri": keys.s3_uri(bucket, f"checkpoints/{run_id}/"),
+                             "LocalPath": CHECKPOINT_LOCAL_PATH},
+        "Tags": [{"Key": "imgclf:run_id", "Value": run_id}, {"Key": "imgclf:dataset", "Value": dataset}],
+    }
+
+
+def artifact_keys(settings: Settings, run_id: str) -> tuple[str, str]:
+    """Where SageMaker puts model.tar.gz and output.tar.gz for a run."""
+    base = f"{output_prefix(settings, run_id)}{job_name(settings, run_id)}/output/"
+    return base + "model.tar.gz", base + "output.tar.gz"

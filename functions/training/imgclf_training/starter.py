@@ -1,0 +1,86 @@
+"""Record a training run and start (or, for the state machine, describe) its SageMaker training job."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from imgclf import aws, keys
+from imgclf.errors import NotFound
+from imgclf.log import get_logger
+from imgclf.settings import Settings, get_settings
+
+from .jobs import dataset_version, job_name, output_prefix, training_job_request
+from .runs import Runs, new_run_id, now_iso
+
+logger = get_logger("training-starter")
+
+
+class Launcher(Protocol):
+    """Starts a training job from a CreateTrainingJob request."""
+
+    def start(self, request: dict) -> None: ...
+
+
+class SageMakerLauncher:
+    """Starts the job on SageMaker."""
+
+    def __init__(self, sagemaker=None):
+        self.sagemaker = sagemaker
+
+    def start(self, request: dict) -> None:
+        (self.sagemaker or aws.client("sagemaker")).create_training_job(**request)
+
+
+def prepare_run(settings: Settings, runs: Runs, dataset: str, hyperparameters: dict | None = None,
+                run_id: str | None = None, s3=None) -> dict:
+    """Record a new run of a dataset and return it with its CreateTrainingJob request."""
+    dataset = keys.check_name("dataset", dataset)
+    version = dataset_version(settings, dataset, s3)
+    if not version:
+        raise NotFound(f"dataset {dataset!r} has no manifest: collect images into it first")
+    run_id = run_id or new_run_id()
+    request = training_job_request(settings, run_id, dataset, hyperparameters or {})
+    runs.create(
+        run_id,
+        dataset=dataset,
+        dataset_version=version,
+        hyperparameters=request["HyperParameters"],
+        job_name=job_name(settings, run_id),
+        output_prefix=output_prefix(settings, run_id),
+        instance_type=request["ResourceConfig"]["InstanceType"],
+        spot=request["EnableManagedSpotTraining"],
+        backend=settings.training_backend,
+    )
+    logger.info("prepared run", extra={"run_id": run_id, "dataset": dataset, "dataset_version": version})
+    return {"run_id": run_id, "dataset": dataset, "dataset_version": version, "request": request}
+
+
+def start_run(settings: Settings, runs: Runs, launcher: Launcher, dataset: str,
+              hyperparameters: dict | None = None, s3=None) -> dict:
+    """Record a run and start its job; a launch failure is recorded on the run before it propagates."""
+    prepared = prepare_run(settings, runs, dataset, hyperparameters, s3=s3)
+    run_id = prepared["run_id"]
+    # Marked before launching: a fast job (or the local backend) may finish before start() returns.
+    runs.update(run_id, status="InProgress", started_at=now_iso())
+    try:
+        launcher.start(prepared["request"])
+    except Exception as exc:
+        runs.update(run_id, status="Failed", failure_reason=f"could not start the training job: {exc}",
+                    finished_at=now_iso())
+        raise
+    return prepared
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: Any) -> dict:
+    """`prepare` (the state machine runs the job itself) or `start` (the API starts it here)."""
+    settings = get_settings()
+    settings.require("data_bucket", "runs_table")
+    runs = Runs(settings.runs_table)
+    action = event.get("action", "start")
+    if action == "prepare":
+        return prepare_run(settings, runs, event["dataset"], event.get("hyperparameters"))
+    if action == "start":
+        settings.require("training_image_uri", "training_role_arn")
+        return start_run(settings, runs, SageMakerLauncher(), event["dataset"], event.get("hyperparameters"))
+    raise ValueError(f"unknown action {action!r}: expected prepare or start")
