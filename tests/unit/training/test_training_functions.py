@@ -1,0 +1,143 @@
+"""The training starter's request, the completion handler's bookkeeping, and promotion decisions."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import boto3
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+from imgclf.errors import IntegrityError
+from imgclf.registry import ModelRegistry
+from imgclf.settings import Settings, get_settings
+from imgclf_training import completion
+from imgclf_training.jobs import artifact_keys, training_job_request
+from imgclf_training.promotion import promote
+from imgclf_training.runs import Runs
+from imgclf_training.starter import prepare_run
+
+SETTINGS = Settings(stage="dev", data_bucket="imgclf-dev-data", training_image_uri="1.dkr.ecr/imgclf:latest",
+                    training_role_arn="arn:aws:iam::123456789012:role/imgclf-dev-sagemaker",
+                    training_use_spot=True)
+
+
+def _validate(operation: str, request: dict) -> None:
+    model = botocore.session.get_session().get_service_model("sagemaker").operation_model(operation)
+    report = ParamValidator().validate(request, model.input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def test_the_training_job_request_is_valid_for_sagemaker():
+    request = training_job_request(SETTINGS, "20261129-120000-abcd", "obama", {"epochs": 5, "lr": 0.001})
+    _validate("CreateTrainingJob", request)
+    assert request["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    assert request["OutputDataConfig"]["S3OutputPath"] == "s3://imgclf-dev-data/models/20261129-120000-abcd/"
+    assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://imgclf-dev-data/datasets/obama/"
+    assert all(isinstance(v, str) for v in request["HyperParameters"].values())
+
+
+def test_spot_training_waits_at_least_as_long_as_it_runs():
+    spot = training_job_request(SETTINGS, "r1", "d", {})
+    on_demand = training_job_request(Settings(**{**SETTINGS.__dict__, "training_use_spot": False}), "r1", "d", {})
+    assert spot["StoppingCondition"]["MaxWaitTimeInSeconds"] >= spot["StoppingCondition"]["MaxRuntimeInSeconds"]
+    assert "MaxWaitTimeInSeconds" not in on_demand["StoppingCondition"]
+    assert spot["EnableManagedSpotTraining"] and not on_demand["EnableManagedSpotTraining"]
+
+
+def test_job_names_map_back_to_run_ids():
+    assert completion.run_id_of(SETTINGS, "imgclf-dev-20261129-120000-abcd") == "20261129-120000-abcd"
+    with pytest.raises(ValueError):
+        completion.run_id_of(SETTINGS, "someone-elses-job")
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def bucket(template_tables):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=get_settings().data_bucket)
+    return s3
+
+
+def test_unpack_refuses_paths_that_leave_the_prefix(bucket):
+    bucket.put_object(Bucket=get_settings().data_bucket, Key="t/model.tar.gz", Body=_tar({"../../uploads/x.jpg": b"x"}))
+    with pytest.raises(IntegrityError):
+        completion.unpack(bucket, get_settings().data_bucket, "t/model.tar.gz", "models/r/")
+
+
+def _finished_job(s3, settings, run_id, artifacts: dict[str, bytes], model_json: dict) -> dict:
+    model_key, output_key = artifact_keys(settings, run_id)
+    members = {**artifacts, "model.json": json.dumps(model_json).encode()}
+    s3.put_object(Bucket=settings.data_bucket, Key=model_key, Body=_tar(members))
+    s3.put_object(Bucket=settings.data_bucket, Key=output_key, Body=_tar({"metrics.json": b"{}"}))
+    return {"TrainingJobName": f"imgclf-{settings.stage}-{run_id}", "TrainingJobStatus": "Completed",
+            "ModelArtifacts": {"S3ModelArtifacts": f"s3://{settings.data_bucket}/{model_key}"}}
+
+
+def _prepared_run(s3, settings) -> str:
+    s3.put_object(Bucket=settings.data_bucket, Key="datasets/d/manifest.jsonl", Body=b'{"label": "a"}\n')
+    return prepare_run(settings, Runs(settings.runs_table), "d", {}, s3=s3)["run_id"]
+
+
+def test_a_state_change_event_registers_the_model_and_completes_the_run(bucket, lambda_context):
+    # GIVEN a prepared run whose job wrote its archives
+    settings = get_settings()
+    run_id = _prepared_run(bucket, settings)
+    job = _finished_job(bucket, settings, run_id, {"model.onnx": b"onnx"},
+                        {"classes": ["a", "b"], "metrics": {"error_rate": 0.1}})
+
+    # WHEN SageMaker's state-change event arrives
+    completion.lambda_handler({"detail-type": "SageMaker Training Job State Change", "source": "aws.sagemaker",
+                               "detail": job}, lambda_context)
+
+    # THEN the run is Completed and its artifacts are a registered candidate
+    run = Runs(settings.runs_table).get(run_id)
+    assert run["status"] == "Completed" and run["metrics"] == {"error_rate": 0.1}
+    version = ModelRegistry(settings.models_table).get(run_id)
+    assert set(version["artifacts"]) == {"model.onnx", "model.json"}
+    assert bucket.get_object(Bucket=settings.data_bucket, Key=f"models/{run_id}/model.onnx")["Body"].read() == b"onnx"
+
+
+def test_an_artifact_that_does_not_match_model_json_fails_the_run(bucket, lambda_context):
+    settings = get_settings()
+    run_id = _prepared_run(bucket, settings)
+    job = _finished_job(bucket, settings, run_id, {"model.onnx": b"tampered"},
+                        {"classes": ["a"], "artifacts": {"model.onnx": {"sha256": "0" * 64}}})
+    with pytest.raises(IntegrityError):
+        completion.lambda_handler({"action": "complete", "run_id": run_id, "job": job}, lambda_context)
+    assert Runs(settings.runs_table).get(run_id)["status"] == "Failed"
+
+
+def test_a_failed_job_records_its_reason(bucket, lambda_context):
+    settings = get_settings()
+    run_id = _prepared_run(bucket, settings)
+    completion.lambda_handler({"detail-type": "SageMaker Training Job State Change", "detail": {
+        "TrainingJobName": f"imgclf-{settings.stage}-{run_id}", "TrainingJobStatus": "Failed",
+        "FailureReason": "AlgorithmError: training needs at least 2 labels"}}, lambda_context)
+    run = Runs(settings.runs_table).get(run_id)
+    assert run["status"] == "Failed" and "2 labels" in run["failure_reason"]
+
+
+def test_promotion_refuses_a_worse_candidate_on_the_same_validation_set(template_tables):
+    registry = ModelRegistry(get_settings().models_table)
+    registry.register("good", artifacts={}, metrics={"error_rate": 0.05}, classes=["a"], extra={"valid_set": "v"})
+    registry.register("worse", artifacts={}, metrics={"error_rate": 0.20}, classes=["a"], extra={"valid_set": "v"})
+    assert promote(registry, "good")["promoted"]
+
+    refused = promote(registry, "worse")
+    forced = promote(registry, "worse", force=True)
+
+    assert not refused["promoted"] and refused["active"] == "good" and "worse than" in refused["reason"]
+    assert forced["promoted"] and registry.active().previous == "good"
