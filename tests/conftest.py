@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from imgclf import aws
 from imgclf.settings import reset_settings
 from imgclf_local.lambda_runtime import LambdaContext

@@ -9,6 +9,7 @@ import pytest
 import requests
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventModel
+
 from imgclf_local.stack import LocalStack
 
 PNG_BYTES = bytes(range(256)) * 4  # every byte value, so any text round-trip would corrupt it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from imgclf.events import s3_records, sqs_body
 from imgclf_local.stack import LocalStack
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from imgclf_local.stack import LocalStack
 from imgclf_local.template import load_template
 
