@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -36,9 +37,31 @@ def _local(args: argparse.Namespace) -> int:
     return 0
 
 
+STACK_OUTPUTS = {
+    "DataBucketName": "DATA_BUCKET",
+    "PredictionsTableName": "PREDICTIONS_TABLE",
+    "RunsTableName": "RUNS_TABLE",
+    "ModelsTableName": "MODELS_TABLE",
+}
+
+
+def stack_environment(stack_name: str) -> dict[str, str]:
+    """The settings the commands need, read from a deployed stack's outputs and parameters."""
+    import boto3
+
+    stack = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+    env = {variable: outputs[output] for output, variable in STACK_OUTPUTS.items() if output in outputs}
+    env["STAGE"] = parameters.get("Stage", "dev")
+    return env
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgclf", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--stack", metavar="NAME",
+                        help="work against a deployed stack (reads its outputs); default: the environment")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local = sub.add_parser("local", help="run the embedded local stack in the foreground")
     local.add_argument("--port", type=int, default=3000, help="port of the local API and page (0: any free)")
@@ -56,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.stack:
+        os.environ.update(stack_environment(args.stack))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args) or 0)

@@ -1,0 +1,178 @@
+"""`imgclf train`, `runs`, `models`, `promote`, `rollback` and `review`: the training loop from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from imgclf import aws, ddb
+from imgclf.errors import ImgclfError
+from imgclf.registry import ModelRegistry
+from imgclf.settings import get_settings
+
+from . import completion
+from .promotion import promote
+from .runs import Runs
+from .starter import start_run
+
+
+def _hyperparameter(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.replace("-", "_"), value
+
+
+def local_launcher(settings, stream_output: bool = True):
+    """Runs train.py on this machine and records the outcome as the completion function would."""
+    from imgclf_local.sagemaker import LocalSageMaker
+
+    runs, registry = Runs(settings.runs_table), ModelRegistry(settings.models_table)
+
+    def finish(description: dict) -> None:
+        run_id = completion.run_id_of(settings, description["TrainingJobName"])
+        completion.complete_run(settings, runs, registry, run_id, description)
+
+    return LocalSageMaker(aws.client("s3"), on_finish=finish, stream_output=stream_output)
+
+
+def _train(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    settings.require("data_bucket", "runs_table", "models_table")
+    if settings.training_backend == "local":
+        prepared = start_run(settings, Runs(settings.runs_table), local_launcher(settings), args.dataset,
+                             dict(args.hp))
+    else:  # the deployed starter function holds the SageMaker role and image settings
+        prepared = _invoke(f"imgclf-{settings.stage}-training-starter",
+                           {"action": "start", "dataset": args.dataset, "hyperparameters": dict(args.hp)})
+    run = Runs(settings.runs_table).get(prepared["run_id"])
+    _print(run, args.json)
+    if run["status"] == "Failed":
+        return 1
+    if args.promote and run["status"] == "Completed":
+        result = promote(ModelRegistry(settings.models_table), run["run_id"], by="cli")
+        _print(result, args.json)
+    return 0
+
+
+def _invoke(function_name: str, payload: dict) -> dict:
+    response = aws.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(payload).encode())
+    result = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        raise ImgclfError(f"{function_name} failed: {result.get('errorMessage', result)}")
+    return result
+
+
+def _runs(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    runs = Runs(settings.runs_table)
+    if args.run_id:
+        _print(runs.get(args.run_id), args.json)
+        return 0
+    items = ddb.scan_all(settings.runs_table)
+    items.sort(key=lambda r: r.get("created_at", ""), reverse=True)
+    for run in items[: args.limit]:
+        error = (run.get("metrics") or {}).get("error_rate")
+        print(f"{run['run_id']:24} {run.get('status', ''):11} {run.get('dataset', ''):16} "
+              f"{'' if error is None else f'error {error:.3f}'}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    registry = ModelRegistry(get_settings().models_table)
+    active = registry.active()
+    versions = registry.list_versions()
+    if args.json:
+        _print({"active": active.version if active else None, "versions": versions}, True)
+        return 0
+    for version in versions:
+        marker = "*" if active and version["version"] == active.version else " "
+        error = version.get("metrics", {}).get("error_rate")
+        print(f"{marker} {version['version']:24} {version.get('dataset', ''):16} "
+              f"{'' if error is None else f'error {error:.3f}'}  {', '.join(version.get('classes', []))}")
+    if not versions:
+        print("no model versions yet: train one with `imgclf train --dataset NAME`")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    result = promote(ModelRegistry(get_settings().models_table), args.version, force=args.force, by="cli")
+    _print(result, args.json)
+    return 0 if result["promoted"] else 1
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    active = ModelRegistry(get_settings().models_table).rollback(by="cli")
+    _print({"active": active.version, "previous": active.previous}, args.json)
+    return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    """The images a run found hardest: the input of the cleaning loop."""
+    settings = get_settings()
+    key = f"{settings.models_prefix}{args.run}/output/top_losses.json"
+    body = aws.client("s3").get_object(Bucket=settings.data_bucket, Key=key)["Body"].read()
+    entries = json.loads(body)
+    entries = entries.get("items", entries) if isinstance(entries, dict) else entries
+    if args.json:
+        _print(entries, True)
+        return 0
+    print(f"{'kind':9} {'actual':14} {'predicted':14} {'prob':>6} {'loss':>7}  image")
+    for entry in entries:
+        print(f"{entry.get('kind', ''):9} {entry.get('actual', ''):14} {entry.get('predicted', ''):14} "
+              f"{entry.get('probability', 0):6.3f} {entry.get('loss', 0):7.3f}  "
+              f"{entry.get('s3_key') or entry.get('path', '')}")
+    return 0
+
+
+def _print(value: Any, as_json: bool) -> None:
+    if as_json or not isinstance(value, dict):
+        print(json.dumps(value, indent=2, default=str))
+    else:
+        for name, item in value.items():
+            print(f"{name:16} {json.dumps(item, default=str) if isinstance(item, dict | list) else item}")
+
+
+def _guarded(func):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except ImgclfError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Mount the training commands into the `imgclf` command line."""
+    train = sub.add_parser("train", help="train a model on a collected dataset")
+    train.add_argument("--dataset", required=True)
+    train.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="NAME=VALUE",
+                       help="a hyperparameter of training_job/train.py, e.g. --hp epochs=5 (repeatable)")
+    train.add_argument("--promote", action="store_true", help="promote the model if it is no worse")
+    train.set_defaults(func=_guarded(_train))
+
+    runs = sub.add_parser("runs", help="list training runs, or show one")
+    runs.add_argument("run_id", nargs="?")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(func=_guarded(_runs))
+
+    models = sub.add_parser("models", help="list model versions; * marks the active one")
+    models.set_defaults(func=_guarded(_models))
+
+    prom = sub.add_parser("promote", help="make a model version active")
+    prom.add_argument("version")
+    prom.add_argument("--force", action="store_true", help="promote even if its error rate is worse")
+    prom.set_defaults(func=_guarded(_promote))
+
+    rollback = sub.add_parser("rollback", help="return to the previously active model version")
+    rollback.set_defaults(func=_guarded(_rollback))
+
+    review = sub.add_parser("review", help="the images a training run found hardest")
+    review.add_argument("--run", required=True)
+    review.set_defaults(func=_guarded(_review))
+
+    for parser in (train, runs, models, prom, rollback, review):
+        parser.add_argument("--json", action="store_true", help="print JSON")
