@@ -219,7 +219,49 @@ def hyperparameters(args: argparse.Namespace, synthetic_data: bool) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class DemoResult:
+    run: dict
+    results: list[dict]
+    accuracy: float
+    report_files: list[Path]
+
+
+def run_pipeline(stack, args: argparse.Namespace, console: Console, workdir: Path) -> DemoResult:
+    """Steps 2-6 on a running stack: data, collect, train, promote, classify, report."""
+    with console.step("Preparing the data"):
+        if args.data:
+            data = Path(args.data).expanduser()
+            if not data.is_dir():
+                raise DemoError(f"{data} is not a folder; DEMO_DATA must be a folder with one folder per label")
+            train_root, held_out = split_folder(data, workdir, args.holdout_every)
+            console.say(f"{data}: training from {train_root}, {len(held_out)} images held out")
+        else:
+            train_root, held_out = synthetic(workdir, args.per_label)
+            console.say(f"drew {args.per_label} pictures per shape ({', '.join(SHAPES)}) and "
+                        f"{len(held_out)} more to classify; DEMO_DATA=path uses your own photos")
+        if args.limit_held_out:
+            held_out = held_out[:: max(1, len(held_out) // args.limit_held_out)][: args.limit_held_out]
+    with console.step(f"Collecting into s3://{get_settings().data_bucket}/datasets/{DATASET}/"):
+        collect_step(console, train_root, args.max_per_label)
+    with console.step(f"Training {args.arch} on the CPU with train.py (SageMaker's folder contract)"):
+        run = train_step(stack, console, hyperparameters(args, not args.data), args.verbose)
+    with console.step("Promoting the model"):
+        result = stack.invoke("PromotionFunction", {"version": run["run_id"], "by": "demo"})
+        if not result.get("promoted"):
+            raise DemoError(f"promotion refused: {result.get('reason')}")
+        console.say(f"active model: {result['active']}")
+    with console.step(f"Classifying {len(held_out)} held-out images dropped into uploads/"):
+        results = classify_step(stack, console, held_out, args.timeout)
+    accuracy = report(console, results)
+    saved = save_report(stack, run["run_id"], Path(args.out))
+    console.say(f"report plots and metrics in {Path(args.out).resolve()}: "
+                f"{', '.join(p.name for p in saved if p.suffix == '.png')}")
+    return DemoResult(run=run, results=results, accuracy=accuracy, report_files=saved)
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    """The `imgclf demo` command: start the stack, run the pipeline, optionally keep serving the page."""
     from .stack import LocalStack
 
     console = Console(steps=6)
@@ -229,34 +271,7 @@ def run_demo(args: argparse.Namespace) -> int:
         with console.step("Starting the embedded local stack (moto, resources from template.yaml)"):
             quiet = {} if args.verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING"}
             stack = LocalStack(api_port=args.port if args.serve else 0, extra_environment=quiet).start()
-        with console.step("Preparing the data"):
-            if args.data:
-                data = Path(args.data).expanduser()
-                if not data.is_dir():
-                    raise DemoError(f"{data} is not a folder; DEMO_DATA must be a folder with one folder per label")
-                train_root, held_out = split_folder(data, workdir, args.holdout_every)
-                console.say(f"{data}: training from {train_root}, {len(held_out)} images held out")
-            else:
-                train_root, held_out = synthetic(workdir, args.per_label)
-                console.say(f"drew {args.per_label} pictures per shape ({', '.join(SHAPES)}) and "
-                            f"{len(held_out)} more to classify; DEMO_DATA=path uses your own photos")
-            if args.limit_held_out:
-                held_out = held_out[:: max(1, len(held_out) // args.limit_held_out)][: args.limit_held_out]
-        with console.step(f"Collecting into s3://{get_settings().data_bucket}/datasets/{DATASET}/"):
-            collect_step(console, train_root, args.max_per_label)
-        with console.step(f"Training {args.arch} on the CPU with train.py (SageMaker's folder contract)"):
-            run = train_step(stack, console, hyperparameters(args, not args.data), args.verbose)
-        with console.step("Promoting the model"):
-            result = stack.invoke("PromotionFunction", {"version": run["run_id"], "by": "demo"})
-            if not result.get("promoted"):
-                raise DemoError(f"promotion refused: {result.get('reason')}")
-            console.say(f"active model: {result['active']}")
-        with console.step(f"Classifying {len(held_out)} held-out images dropped into uploads/"):
-            results = classify_step(stack, console, held_out, args.timeout)
-        report(console, results)
-        saved = save_report(stack, run["run_id"], Path(args.out))
-        console.say(f"report plots and metrics in {Path(args.out).resolve()}: "
-                    f"{', '.join(p.name for p in saved if p.suffix == '.png')}")
+        run_pipeline(stack, args, console, workdir)
         if args.serve:
             console.say(f"the upload page is at {stack.api.url}/  (Ctrl-C stops)")
             _wait_forever()
@@ -295,4 +310,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default=str(REPO_ROOT / "demo-output"), help="where the report plots go")
     demo.add_argument("--serve", action="store_true", help="keep the page up afterwards and print its URL")
     demo.add_argument("--port", type=int, default=3000, help="port of the page with --serve")
-    demo.set_defaults(func=run_demo)
+    demo.set_defaults(func=run_demo, verbose=False)
