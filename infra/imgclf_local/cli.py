@@ -15,6 +15,7 @@ PLUGINS = (
     "imgclf_collector.cli",
     "imgclf_training.cli",
     "imgclf_local.demo",
+    "imgclf_local.pipeline",
 )
 
 
@@ -42,6 +43,7 @@ STACK_OUTPUTS = {
     "PredictionsTableName": "PREDICTIONS_TABLE",
     "RunsTableName": "RUNS_TABLE",
     "ModelsTableName": "MODELS_TABLE",
+    "PipelineArn": "STATE_MACHINE_ARN",
 }
 
 

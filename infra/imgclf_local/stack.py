@@ -257,29 +257,9 @@ class LocalStack:
 
     def state_machine(self, logical_id: str, **options: Any):
         """A state machine of the template, run here: its tasks call this stack's functions and SageMaker."""
-        from .states import StateMachine, StatesError
+        from .states import StateMachine, local_integrations
 
-        functions_by_arn = {self.template.get_att(lid, "Arn"): lid for lid in self.template.functions}
-        sagemaker = self.sagemaker()
-
-        def lambda_invoke(payload: dict) -> dict:
-            logical_id = functions_by_arn.get(payload["FunctionName"])
-            if logical_id is None:
-                raise StatesError("Lambda.ResourceNotFoundException", f"no function {payload['FunctionName']}")
-            return {"StatusCode": 200, "ExecutedVersion": "$LATEST",
-                    "Payload": self.invoke(logical_id, payload.get("Payload", {}))}
-
-        def train_sync(request: dict) -> dict:
-            sagemaker.start(request)
-            description = sagemaker.describe(request["TrainingJobName"])
-            if description["TrainingJobStatus"] != "Completed":
-                raise StatesError("States.TaskFailed", json.dumps(description))
-            return description
-
-        integrations = {
-            "arn:aws:states:::lambda:invoke": lambda_invoke,
-            "arn:aws:states:::sagemaker:createTrainingJob.sync": train_sync,
-        }
+        integrations = local_integrations(self.template, self.invoke, self.sagemaker())
         return StateMachine.from_template(self.template, logical_id, integrations, s3=self.client("s3"), **options)
 
     # ------------------------------------------------------------------ helpers for tools and tests

@@ -265,3 +265,27 @@ class StateMachine:
             items += [{"Key": o["Key"], "Size": o["Size"], "Etag": o["ETag"],
                        "LastModified": o["LastModified"].isoformat()} for o in page.get("Contents", [])]
         return items
+
+
+def local_integrations(template, invoke: Callable[[str, dict], Any], sagemaker) -> dict[str, Callable[[Any], Any]]:
+    """The service integrations the definitions use, served by in-process functions and local SageMaker."""
+    functions_by_arn = {template.get_att(lid, "Arn"): lid for lid in template.functions}
+
+    def lambda_invoke(payload: dict) -> dict:
+        logical_id = functions_by_arn.get(payload["FunctionName"])
+        if logical_id is None:
+            raise StatesError("Lambda.ResourceNotFoundException", f"no function {payload['FunctionName']}")
+        result = invoke(logical_id, payload.get("Payload", {}))
+        return {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": result}
+
+    def train_sync(request: dict) -> dict:
+        sagemaker.start(request)
+        description = sagemaker.describe(request["TrainingJobName"])
+        if description["TrainingJobStatus"] != "Completed":
+            raise StatesError("States.TaskFailed", json.dumps(description))
+        return description
+
+    return {
+        "arn:aws:states:::lambda:invoke": lambda_invoke,
+        "arn:aws:states:::sagemaker:createTrainingJob.sync": train_sync,
+    }

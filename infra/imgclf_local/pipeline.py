@@ -1,0 +1,102 @@
+"""`imgclf pipeline`: collect, train, evaluate and promote, by the state machine in AWS or its definition locally."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from imgclf import aws
+from imgclf.settings import get_settings
+
+from .lambda_runtime import invoke, load_handler
+from .states import StateMachine, StatesError, local_integrations
+from .template import StackTemplate
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def pipeline_input(args: argparse.Namespace) -> dict:
+    options = {"uri": args.location} if args.source == "s3" else {"path": args.location} if args.location else {}
+    return {
+        "dataset": args.dataset,
+        "labels": args.labels,
+        "query": args.query,
+        "per_label": args.per_label,
+        "source": args.source,
+        "source_options": options,
+        "hyperparameters": dict(args.hp),
+    }
+
+
+def run_locally(execution_input: dict) -> dict:
+    """The template's definition, run in this process against the stack the environment points at."""
+    from .sagemaker import LocalSageMaker
+
+    template = StackTemplate(parameters={"Stage": get_settings().stage})
+    handlers: dict[str, object] = {}
+
+    def invoke_function(logical_id: str, event: dict):
+        function = template.functions[logical_id]
+        handler = handlers.setdefault(logical_id, load_handler(function))
+        return invoke(function, event, handler)
+
+    sagemaker = LocalSageMaker(aws.client("s3"), stream_output=True)
+    machine = StateMachine.from_template(template, "TrainingPipeline",
+                                         local_integrations(template, invoke_function, sagemaker),
+                                         s3=aws.client("s3"))
+    return machine.execute(execution_input)
+
+
+def run_in_aws(state_machine_arn: str, execution_input: dict, poll_s: float = 15) -> dict:
+    """Start an execution of the deployed state machine and follow it to the end."""
+    sfn = aws.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=state_machine_arn, input=json.dumps(execution_input))["executionArn"]
+    print(f"started {arn}", flush=True)
+    while True:
+        execution = sfn.describe_execution(executionArn=arn)
+        if execution["status"] in TERMINAL:
+            break
+        print(f"  {execution['status'].lower()} ...", flush=True)
+        time.sleep(poll_s)
+    if execution["status"] != "SUCCEEDED":
+        raise StatesError(execution.get("error", execution["status"]), execution.get("cause", ""))
+    return json.loads(execution.get("output") or "{}")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    execution_input = pipeline_input(args)
+    try:
+        if settings.training_backend == "local":
+            output = run_locally(execution_input)
+        else:
+            settings.require("state_machine_arn")
+            output = run_in_aws(settings.state_machine_arn, execution_input)
+    except StatesError as exc:
+        print(f"pipeline failed: {exc.error}: {exc.cause[:2000]}", file=sys.stderr)
+        return 1
+    print(json.dumps(output, indent=2, default=str))
+    return 0
+
+
+def _hyperparameter(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.replace("-", "_"), value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("pipeline", help="collect, train, evaluate and promote in one run")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--labels", nargs="+", required=True, metavar="LABEL")
+    parser.add_argument("--query", default="{label}", help='search query; "{label}" is replaced by each label')
+    parser.add_argument("--per-label", type=int, default=150)
+    parser.add_argument("--source", default="ddg", choices=("bing", "ddg", "urls", "s3"),
+                        help="where images come from (the collector function cannot read local folders)")
+    parser.add_argument("--from", dest="location",
+                        help="s3://bucket/imports/NAME/ for --source s3, a URL list for urls")
+    parser.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="NAME=VALUE")
+    parser.set_defaults(func=run)
