@@ -54,7 +54,7 @@ class Settings:
     training_backend: str = "sagemaker"
     search_key_parameter: str = ""
     bing_endpoint: str = "https://api.bing.microsoft.com"
-    collector_workers: int = 16
+    collector_workers: int = 32
     download_timeout_s: int = 10
     download_deadline_s: int = 30
     download_retries: int = 2

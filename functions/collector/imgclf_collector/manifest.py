@@ -1,0 +1,256 @@
+"""The dataset manifest and the tried-URL logs: append-only JSON lines in S3, safe under concurrent writers.
+
+S3 cannot append, so an append is a read-modify-write made safe by a conditional put: the new body is
+written only if the object still has the ETag that was read (If-Match), or still does not exist
+(If-None-Match: *). A writer that loses the race gets 412 (or 409 while another conditional write is in
+flight), reads again and re-plans its records against what the winner wrote. That re-planning is what
+keeps de-duplication correct across labels collected in parallel by a Step Functions Map.
+
+Manifest records (datasets/{dataset}/manifest.jsonl), one JSON object per line:
+
+* an image: {"sha256", "label", "key", "source", "query", "url", "width", "height", "bytes", "format",
+  "original": {"format", "width", "height", "bytes"}, "collected_at", "run"}
+* an ambiguous image: {"sha256", "ambiguous": true, "labels": [...], "collected_at", "run"}; the image was
+  found for several labels, so training leaves every record with that sha256 out.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from botocore.exceptions import ClientError
+
+from imgclf import keys
+from imgclf.errors import TransientError
+from imgclf.log import get_logger
+
+from . import backoff
+
+logger = get_logger("collector")
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def tried_key(dataset: str, label: str, root: str = "datasets/") -> str:
+    """Where the URLs already tried for a label are logged, so a re-run does not fetch them again."""
+    return f"{keys.dataset_prefix(dataset, root)}reports/tried/{keys.check_name('label', label)}.jsonl"
+
+
+class JsonLinesLog:
+    """One S3 object of JSON lines, appended to by read-modify-write under a conditional put."""
+
+    def __init__(
+        self,
+        s3,
+        bucket: str,
+        key: str,
+        *,
+        max_attempts: int = 30,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+
+    def read(self) -> tuple[list[dict], bytes, str | None]:
+        """The records, the raw body and its ETag; no records and no ETag when the object does not exist."""
+        try:
+            obj = self._s3.get_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                return [], b"", None
+            raise
+        body = obj["Body"].read()
+        return parse_lines(body, self.key), body, obj["ETag"]
+
+    def append(self, plan: Callable[[list[dict]], list[dict]]) -> tuple[list[dict], list[dict]]:
+        """Append what plan(existing records) returns; returns (existing, appended) of the write that won."""
+        for attempt in range(self._max_attempts):
+            existing, body, etag = self.read()
+            new = plan(existing)
+            if not new:
+                return existing, []
+            if body and not body.endswith(b"\n"):
+                body += b"\n"
+            body += "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in new).encode()
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                self._s3.put_object(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    Body=body,
+                    ContentType="application/x-ndjson",
+                    **condition,
+                )
+                return existing, new
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in _CONFLICT_CODES:
+                    raise
+            # Another writer appended first: wait a little (jittered, so the losers spread out) and re-plan.
+            self._sleep(backoff.delay(attempt, base=0.05, cap=2.0))
+        raise TransientError(
+            f"s3://{self.bucket}/{self.key} kept changing during {self._max_attempts} appends"
+        )
+
+
+def parse_lines(body: bytes, name: str = "") -> list[dict]:
+    """The JSON objects of a JSON-lines body; an unreadable line is logged and skipped, not fatal."""
+    records = []
+    for number, line in enumerate(body.decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            logger.warning("skipping an unreadable line", extra={"object": name, "line": number})
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+@dataclass
+class ManifestIndex:
+    """What a manifest says: labels per stored sha256, the ambiguous sha256s, the URLs per label."""
+
+    labels_by_sha: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    ambiguous: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    urls_by_label: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    @classmethod
+    def build(cls, records: Iterable[dict]) -> ManifestIndex:
+        index = cls()
+        for record in records:
+            index.add(record)
+        return index
+
+    def add(self, record: dict) -> None:
+        sha = record.get("sha256")
+        if not sha:
+            return
+        if record.get("ambiguous"):
+            self.ambiguous[sha].update(record.get("labels", []))
+        elif record.get("label"):
+            self.labels_by_sha[sha].add(record["label"])
+            if record.get("url"):
+                self.urls_by_label[record["label"]].add(record["url"])
+
+    def ambiguous_shas(self) -> set[str]:
+        """Every sha256 training must leave out."""
+        return set(self.ambiguous)
+
+
+@dataclass
+class CommitResult:
+    """What one manifest commit did with the image records it was given."""
+
+    appended: list[dict]  # image records now in the manifest
+    conflicts: list[dict]  # image records another label stored first: recorded as ambiguous instead
+    duplicates: list[dict]  # image records the same label already had (a concurrent run of that label)
+    index: ManifestIndex  # the manifest as it is after the commit
+
+
+def plan_commit(
+    existing: list[dict], images: list[dict], ambiguous: dict[str, set[str]], *, run: str, collected_at: str
+) -> tuple[list[dict], CommitResult]:
+    """Decide, against the current manifest, which records to append: the pure core of a commit."""
+    index = ManifestIndex.build(existing)
+    result = CommitResult([], [], [], index)
+    records: list[dict] = []
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for sha, labels in ambiguous.items():
+        wanted[sha] |= labels
+    for image in images:
+        labels = index.labels_by_sha.get(image["sha256"], set())
+        if image["label"] in labels:
+            result.duplicates.append(image)
+        elif labels:
+            result.conflicts.append(image)
+            wanted[image["sha256"]] |= labels | {image["label"]}
+        else:
+            records.append(image)
+            index.add(image)
+            result.appended.append(image)
+    for sha, labels in wanted.items():
+        labels = labels | index.labels_by_sha.get(sha, set())
+        if not labels <= index.ambiguous.get(sha, set()):
+            record = {
+                "sha256": sha,
+                "ambiguous": True,
+                "labels": sorted(labels | index.ambiguous.get(sha, set())),
+                "collected_at": collected_at,
+                "run": run,
+            }
+            records.append(record)
+            index.add(record)
+    return records, result
+
+
+_local_writers: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+_local_writers_lock = threading.Lock()
+
+
+def _local_writer(bucket: str, key: str) -> threading.Lock:
+    """The lock that makes this process's writers of one object take turns."""
+    with _local_writers_lock:
+        return _local_writers[(bucket, key)]
+
+
+class DatasetManifest:
+    """datasets/{dataset}/manifest.jsonl: read it, and commit image and ambiguity records to it."""
+
+    def __init__(self, s3, bucket: str, dataset: str, *, root: str = "datasets/", sleep=time.sleep):
+        self.key = keys.manifest_key(dataset, root)
+        self._log = JsonLinesLog(s3, bucket, self.key, sleep=sleep)
+
+    def load(self) -> ManifestIndex:
+        return ManifestIndex.build(self._log.read()[0])
+
+    def commit(self, images: list[dict], ambiguous: dict[str, set[str]], *, run: str) -> CommitResult:
+        """Append new image records and ambiguity records, re-deciding each against concurrent writers."""
+        outcome: list[CommitResult] = []
+
+        def plan(existing: list[dict]) -> list[dict]:
+            outcome.clear()
+            records, result = plan_commit(existing, images, ambiguous, run=run, collected_at=now_iso())
+            outcome.append(result)
+            return records
+
+        # Writers in this process take turns rather than race; other processes are kept out by the condition.
+        with _local_writer(self._log.bucket, self.key):
+            self._log.append(plan)
+        return outcome[0]
+
+
+class TriedLog:
+    """URLs a label tried that failed for good (accepted ones are in the manifest); never fetched again."""
+
+    def __init__(
+        self, s3, bucket: str, dataset: str, label: str, *, root: str = "datasets/", sleep=time.sleep
+    ):
+        self._log = JsonLinesLog(s3, bucket, tried_key(dataset, label, root), sleep=sleep)
+
+    def load(self) -> set[str]:
+        return {record["url"] for record in self._log.read()[0] if record.get("url")}
+
+    def add(self, entries: list[dict]) -> None:
+        """Append {"url", "reason", "run", "at"} entries for URLs not logged yet."""
+        if not entries:
+            return
+
+        def plan(existing: list[dict]) -> list[dict]:
+            known = {record.get("url") for record in existing}
+            return [entry for entry in entries if entry["url"] not in known]
+
+        self._log.append(plan)

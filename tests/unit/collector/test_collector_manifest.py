@@ -1,0 +1,213 @@
+"""The manifest: append-only JSON lines in S3, with concurrent appends made safe by conditional puts."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from imgclf_collector.manifest import DatasetManifest, JsonLinesLog, ManifestIndex, plan_commit
+
+BUCKET = "imgclf-test-data"
+KEY = "datasets/pets/manifest.jsonl"
+
+
+def image(sha: str, label: str, url: str = "") -> dict:
+    return {
+        "sha256": sha,
+        "label": label,
+        "key": f"datasets/pets/{label}/{label}-{sha[:12]}.jpg",
+        "url": url or f"https://example.com/{sha}.jpg",
+    }
+
+
+def lines(s3) -> list[dict]:
+    body = s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read().decode()
+    return [json.loads(line) for line in body.splitlines()]
+
+
+def test_a_new_image_is_appended_as_is():
+    # GIVEN a manifest holding one cat image
+    existing = [image("a" * 64, "cat")]
+
+    # WHEN a dog image with another hash is committed
+    records, result = plan_commit(existing, [image("b" * 64, "dog")], {}, run="r1", collected_at="t")
+
+    # THEN it is appended unchanged
+    assert records == [image("b" * 64, "dog")]
+    assert result.appended == records and not result.conflicts
+
+
+def test_an_image_another_label_already_has_becomes_an_ambiguous_record():
+    # GIVEN a manifest where "cat" already has an image
+    existing = [image("a" * 64, "cat")]
+
+    # WHEN the same picture is committed for "dog" (a concurrent collection got it too)
+    records, result = plan_commit(existing, [image("a" * 64, "dog")], {}, run="r2", collected_at="t")
+
+    # THEN the dog record is not appended; an ambiguous record names both labels instead
+    assert result.conflicts == [image("a" * 64, "dog")]
+    assert records == [
+        {"sha256": "a" * 64, "ambiguous": True, "labels": ["cat", "dog"], "collected_at": "t", "run": "r2"}
+    ]
+
+
+def test_an_image_the_same_label_already_has_is_dropped_as_a_duplicate():
+    # GIVEN a manifest where "cat" has an image
+    existing = [image("a" * 64, "cat")]
+
+    # WHEN a concurrent run of "cat" commits the same picture
+    records, result = plan_commit(existing, [image("a" * 64, "cat")], {}, run="r3", collected_at="t")
+
+    # THEN nothing is appended
+    assert records == [] and result.duplicates == [image("a" * 64, "cat")]
+
+
+def test_an_ambiguity_already_recorded_is_not_recorded_again():
+    # GIVEN a manifest that already marks a picture ambiguous between cat and dog
+    existing = [image("a" * 64, "cat"), {"sha256": "a" * 64, "ambiguous": True, "labels": ["cat", "dog"]}]
+
+    # WHEN dog finds it again
+    records, _ = plan_commit(existing, [], {"a" * 64: {"cat", "dog"}}, run="r4", collected_at="t")
+
+    # THEN nothing new is written
+    assert records == []
+
+
+def test_the_index_lists_ambiguous_hashes_for_training_to_leave_out():
+    # GIVEN a manifest with an ambiguous record
+    index = ManifestIndex.build(
+        [
+            image("a" * 64, "cat"),
+            image("b" * 64, "cat"),
+            {"sha256": "a" * 64, "ambiguous": True, "labels": ["cat", "dog"]},
+        ]
+    )
+
+    # WHEN training asks which hashes to exclude
+    # THEN it is the ambiguous one only
+    assert index.ambiguous_shas() == {"a" * 64}
+
+
+def test_the_first_append_creates_the_manifest_and_later_ones_extend_it(s3):
+    # GIVEN no manifest yet
+    manifest = DatasetManifest(s3, BUCKET, "pets")
+
+    # WHEN two commits are made
+    manifest.commit([image("a" * 64, "cat")], {}, run="r1")
+    manifest.commit([image("b" * 64, "dog")], {}, run="r2")
+
+    # THEN the manifest holds both, in order, one JSON object per line
+    assert [r["sha256"][0] for r in lines(s3)] == ["a", "b"]
+
+
+class ConditionalS3:
+    """An in-memory S3 with PutObject's If-Match / If-None-Match semantics, each request atomic.
+
+    moto 5.2.5 implements both conditions, but its in-memory backend is not thread-safe when several
+    threads overwrite one key (it closes the buffer another request is reading), so the concurrency test
+    runs against this small fake; the sequential tests above run against moto.
+    """
+
+    def __init__(self):
+        self._objects: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def get_object(self, Bucket, Key):  # noqa: N803 - boto3's parameter names
+        with self._lock:
+            if Key not in self._objects:
+                raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
+            data = self._objects[Key]
+        return {"Body": io.BytesIO(data), "ETag": f'"{hashlib.md5(data).hexdigest()}"'}
+
+    def put_object(self, Bucket, Key, Body, IfMatch=None, IfNoneMatch=None, **kwargs):  # noqa: N803
+        with self._lock:
+            current = self._objects.get(Key)
+            etag = f'"{hashlib.md5(current).hexdigest()}"' if current is not None else None
+            if (IfNoneMatch == "*" and current is not None) or (IfMatch is not None and IfMatch != etag):
+                raise ClientError({"Error": {"Code": "PreconditionFailed"}}, "PutObject")
+            self._objects[Key] = Body
+        return {}
+
+
+def test_concurrent_appends_lose_no_record():
+    # GIVEN eight writers (as in a Step Functions Map over eight labels) sharing one manifest
+    s3 = ConditionalS3()
+    log = JsonLinesLog(s3, BUCKET, KEY, sleep=lambda s: time.sleep(0.001))
+    barrier = threading.Barrier(8)
+
+    def plan(n: int, i: int):
+        def records(existing: list[dict]) -> list[dict]:
+            time.sleep(0.001)  # widen the read-to-write window so the writers really collide
+            return [{"writer": n, "i": i}]
+
+        return records
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        for i in range(5):
+            log.append(plan(n, i))
+
+    # WHEN they all append five records at the same time
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # THEN all forty records are there, each once
+    body = s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read().decode()
+    found = sorted((r["writer"], r["i"]) for r in map(json.loads, body.splitlines()))
+    assert found == [(n, i) for n in range(8) for i in range(5)]
+
+
+class LosingFirstPut:
+    """An S3 client whose first conditional put loses the race to another writer."""
+
+    def __init__(self, s3):
+        self._s3 = s3
+        self.puts = 0
+
+    def __getattr__(self, name):
+        return getattr(self._s3, name)
+
+    def put_object(self, **kwargs):
+        self.puts += 1
+        if self.puts == 1:
+            # Another writer slips in first.
+            self._s3.put_object(
+                Bucket=BUCKET, Key=KEY, Body=json.dumps(image("c" * 64, "cat")).encode() + b"\n"
+            )
+            raise ClientError(
+                {"Error": {"Code": "PreconditionFailed"}, "ResponseMetadata": {"HTTPStatusCode": 412}},
+                "PutObject",
+            )
+        return self._s3.put_object(**kwargs)
+
+
+def test_a_writer_that_loses_the_race_re_plans_against_what_the_winner_wrote(s3):
+    # GIVEN a commit of a dog image whose first put loses to a writer storing the same picture for cat
+    client = LosingFirstPut(s3)
+    manifest = DatasetManifest(client, BUCKET, "pets", sleep=lambda s: None)
+
+    # WHEN the dog commit retries
+    result = manifest.commit([image("c" * 64, "dog")], {}, run="r5")
+
+    # THEN it re-planned: the dog record became an ambiguity record next to the winner's cat record
+    assert [r.get("label") or r["labels"] for r in lines(s3)] == ["cat", ["cat", "dog"]]
+    assert result.conflicts and not result.appended
+
+
+def test_other_s3_errors_are_not_retried(s3):
+    # GIVEN a manifest in a bucket that does not exist
+    log = JsonLinesLog(s3, "no-such-bucket-here", KEY, sleep=lambda s: None)
+
+    # WHEN a record is appended
+    # THEN the error surfaces at once
+    with pytest.raises(ClientError):
+        log.append(lambda existing: [{"x": 1}])
