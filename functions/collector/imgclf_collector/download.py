@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
-from . import backoff, netguard
+from imgclf import backoff
+
+from . import netguard
 from .errors import DownloadError
 
 _REDIRECTS = {301, 302, 303, 307, 308}

@@ -16,21 +16,16 @@ Manifest records (datasets/{dataset}/manifest.jsonl), one JSON object per line:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from botocore.exceptions import ClientError
-
 from imgclf import keys
-from imgclf.errors import TransientError
+from imgclf.jsonl import JsonLinesLog
 from imgclf.log import get_logger
-
-from . import backoff
 
 logger = get_logger("collector")
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
@@ -43,81 +38,6 @@ def now_iso() -> str:
 def tried_key(dataset: str, label: str, root: str = "datasets/") -> str:
     """Where the URLs already tried for a label are logged, so a re-run does not fetch them again."""
     return f"{keys.dataset_prefix(dataset, root)}reports/tried/{keys.check_name('label', label)}.jsonl"
-
-
-class JsonLinesLog:
-    """One S3 object of JSON lines, appended to by read-modify-write under a conditional put."""
-
-    def __init__(
-        self,
-        s3,
-        bucket: str,
-        key: str,
-        *,
-        max_attempts: int = 30,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        self._s3 = s3
-        self.bucket = bucket
-        self.key = key
-        self._max_attempts = max_attempts
-        self._sleep = sleep
-
-    def read(self) -> tuple[list[dict], bytes, str | None]:
-        """The records, the raw body and its ETag; no records and no ETag when the object does not exist."""
-        try:
-            obj = self._s3.get_object(Bucket=self.bucket, Key=self.key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-                return [], b"", None
-            raise
-        body = obj["Body"].read()
-        return parse_lines(body, self.key), body, obj["ETag"]
-
-    def append(self, plan: Callable[[list[dict]], list[dict]]) -> tuple[list[dict], list[dict]]:
-        """Append what plan(existing records) returns; returns (existing, appended) of the write that won."""
-        for attempt in range(self._max_attempts):
-            existing, body, etag = self.read()
-            new = plan(existing)
-            if not new:
-                return existing, []
-            if body and not body.endswith(b"\n"):
-                body += b"\n"
-            body += "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in new).encode()
-            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-            try:
-                self._s3.put_object(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    Body=body,
-                    ContentType="application/x-ndjson",
-                    **condition,
-                )
-                return existing, new
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in _CONFLICT_CODES:
-                    raise
-            # Another writer appended first: wait a little (jittered, so the losers spread out) and re-plan.
-            self._sleep(backoff.delay(attempt, base=0.05, cap=2.0))
-        raise TransientError(
-            f"s3://{self.bucket}/{self.key} kept changing during {self._max_attempts} appends"
-        )
-
-
-def parse_lines(body: bytes, name: str = "") -> list[dict]:
-    """The JSON objects of a JSON-lines body; an unreadable line is logged and skipped, not fatal."""
-    records = []
-    for number, line in enumerate(body.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            logger.warning("skipping an unreadable line", extra={"object": name, "line": number})
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 @dataclass

@@ -21,11 +21,11 @@ from typing import Any, Protocol
 
 import requests
 
+from imgclf import backoff
 from imgclf.errors import ConfigError
 from imgclf.keys import parse_s3_uri, s3_uri
 from imgclf.settings import Settings
 
-from . import backoff
 from .errors import SearchAuthError, SearchError, SearchUnavailable
 from .search_key import load_search_key
 
