@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from typing import Any
 
 from imgclf import aws, ddb
+from imgclf.datasets import Dataset
 from imgclf.errors import ImgclfError
 from imgclf.registry import ModelRegistry
 from imgclf.settings import get_settings
@@ -127,6 +129,22 @@ def _review(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    _print(Dataset(aws.client("s3"), settings.data_bucket, args.name, settings.dataset_prefix).summary(), args.json)
+    return 0
+
+
+def _edit(args: argparse.Namespace) -> int:
+    """Delete, relabel or keep images of a dataset, each recorded in the manifest's audit trail."""
+    settings = get_settings()
+    dataset = Dataset(aws.client("s3"), settings.data_bucket, args.dataset, settings.dataset_prefix)
+    action = "relabel" if args.relabel else "delete" if args.delete else "keep"
+    for key in args.keys:
+        _print(dataset.edit(key, action, by=args.by, label=args.relabel, reason=args.reason), args.json)
+    return 0
+
+
 def _print(value: Any, as_json: bool) -> None:
     if as_json or not isinstance(value, dict):
         print(json.dumps(value, indent=2, default=str))
@@ -174,5 +192,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     review.add_argument("--run", required=True)
     review.set_defaults(func=_guarded(_review))
 
-    for parser in (train, runs, models, prom, rollback, review):
+    dataset = sub.add_parser("dataset", help="images per label of a dataset, its version and its edits")
+    dataset.add_argument("name")
+    dataset.set_defaults(func=_guarded(_dataset))
+
+    edit = sub.add_parser("edit", help="delete, relabel or keep dataset images (the cleaning loop)")
+    edit.add_argument("--dataset", required=True)
+    what = edit.add_mutually_exclusive_group(required=True)
+    what.add_argument("--delete", action="store_true", help="remove the images from the dataset")
+    what.add_argument("--relabel", metavar="LABEL", help="move the images to another label")
+    what.add_argument("--keep", action="store_true", help="record that the images were reviewed and kept")
+    edit.add_argument("--reason", default="", help="why, for the audit trail")
+    edit.add_argument("--by", default=getpass.getuser(), help="who, for the audit trail (default: you)")
+    edit.add_argument("keys", nargs="+", metavar="KEY", help="datasets/NAME/LABEL/....jpg keys, from `imgclf review`")
+    edit.set_defaults(func=_guarded(_edit))
+
+    for parser in (train, runs, models, prom, rollback, review, dataset, edit):
         parser.add_argument("--json", action="store_true", help="print JSON")

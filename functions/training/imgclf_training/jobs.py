@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from imgclf import aws, keys
+from imgclf.datasets import Dataset
 from imgclf.settings import Settings
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -27,13 +26,7 @@ def output_prefix(settings: Settings, run_id: str) -> str:
 
 def dataset_version(settings: Settings, dataset: str, s3=None) -> str:
     """The sha256 of the dataset's manifest: a run names exactly the data it trained on."""
-    s3 = s3 or aws.client("s3")
-    key = keys.manifest_key(dataset, settings.dataset_prefix)
-    try:
-        body = s3.get_object(Bucket=settings.data_bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return ""
-    return hashlib.sha256(body).hexdigest()
+    return Dataset(s3 or aws.client("s3"), settings.data_bucket, dataset, settings.dataset_prefix).version()
 
 
 def training_job_request(settings: Settings, run_id: str, dataset: str, hyperparameters: dict) -> dict:

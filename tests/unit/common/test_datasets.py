@@ -1,0 +1,79 @@
+"""The cleaning loop's edits: objects move, the manifest keeps an audit trail, the dataset version changes."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from imgclf.datasets import Dataset, current_images
+from imgclf.errors import Conflict, NotFound
+from tests.support.datasets import upload_dataset
+
+BUCKET = "imgclf-test-data"
+
+
+@pytest.fixture
+def dataset(mocked_aws):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    keys = upload_dataset(s3, BUCKET, "obama", ["happy", "sad"], per_label=3)
+    return Dataset(s3, BUCKET, "obama"), s3, keys
+
+
+def _listed(s3) -> set[str]:
+    return {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="datasets/obama/")["Contents"]}
+
+
+def test_delete_removes_the_object_and_records_who_and_why(dataset):
+    data, s3, keys = dataset
+    before = data.version()
+
+    record = data.edit(keys[0], "delete", by="alice", reason="not a face")
+
+    assert keys[0] not in _listed(s3)
+    assert data.records()[-1] == record
+    assert record["by"] == "alice" and record["reason"] == "not a face" and record["label"] == "happy"
+    assert data.version() != before
+    assert data.summary()["labels"] == {"happy": 2, "sad": 3}
+
+
+def test_relabel_moves_the_object_under_the_new_label(dataset):
+    data, s3, keys = dataset
+
+    record = data.edit(keys[0], "relabel", by="bob", label="sad")
+
+    assert record["to_key"].startswith("datasets/obama/sad/sad-") and record["to_key"] in _listed(s3)
+    assert keys[0] not in _listed(s3)
+    assert data.summary()["labels"] == {"happy": 2, "sad": 4}
+    assert current_images(data.records())[record["sha256"]].label == "sad"
+
+
+def test_keep_only_adds_to_the_audit_trail(dataset):
+    data, s3, keys = dataset
+    listed = _listed(s3)
+
+    data.edit(keys[1], "keep", by="carol")
+
+    assert _listed(s3) == listed
+    assert data.summary()["edits"] == {"keep": 1}
+
+
+def test_editing_an_image_twice_or_an_unknown_one_is_refused_clearly(dataset):
+    data, _, keys = dataset
+    data.edit(keys[0], "delete", by="alice")
+    with pytest.raises(NotFound, match="deleted or moved already"):
+        data.edit(keys[0], "delete", by="alice")
+    with pytest.raises(Conflict, match="already"):
+        data.edit(keys[1], "relabel", by="alice", label="happy")
+    with pytest.raises(ValueError, match="needs the new label"):
+        data.edit(keys[1], "relabel", by="alice")
+
+
+def test_ambiguous_images_are_counted_apart():
+    records = [
+        {"sha256": "a", "label": "happy", "key": "datasets/d/happy/happy-a.jpg"},
+        {"sha256": "b", "label": "sad", "key": "datasets/d/sad/sad-b.jpg"},
+        {"sha256": "b", "ambiguous": True, "labels": ["sad", "happy"]},
+    ]
+    images = current_images(records)
+    assert not images["a"].ambiguous and images["b"].ambiguous
