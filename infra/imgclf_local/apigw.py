@@ -195,6 +195,7 @@ class ApiServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # small responses otherwise wait ~40 ms for a delayed ACK
 
             def _handle(self) -> None:
                 started = time.perf_counter()

@@ -129,7 +129,7 @@ def collect_step(console: Console, train_root: Path, per_label: int) -> dict:
 
 
 def train_step(stack, console: Console, hyperparameters: dict, verbose: bool) -> dict:
-    from imgclf_training.runs import Runs
+    from imgclf.runs import Runs
     from imgclf_training.starter import start_run
 
     settings = get_settings()

@@ -56,6 +56,7 @@ class LocalStack:
         self.moto: ThreadedMotoServer | None = None
         self.endpoint = ""
         self.api: ApiServer | None = None
+        self.launcher = None
         self.pumps: list[SqsPump] = []
         self.queue_urls: dict[str, str] = {}
         # Callables that stand in for a function's handler (tests that watch what an event source delivers).
@@ -89,6 +90,7 @@ class LocalStack:
         if self.api:
             self.api.stop()
             self.api = None
+            self._install_launcher(None)
         if self.moto:
             self._reset_moto()
             self.moto.stop()
@@ -217,6 +219,14 @@ class LocalStack:
                 pump.start()
                 self.pumps.append(pump)
 
+    def _install_launcher(self, launcher) -> None:
+        # The API starts collections and pipelines through a launcher; locally this stack runs them.
+        try:
+            from imgclf_api.handler import use_launcher
+        except ImportError:
+            return
+        use_launcher(launcher)
+
     def _start_api(self) -> None:
         router = Router()
         for logical_id, function in self.template.functions.items():
@@ -224,6 +234,10 @@ class LocalStack:
                 router.add(route, lambda event, lid=logical_id: self.invoke(lid, event))
         if not router.routes:
             return
+        from .launcher import LocalLauncher
+
+        self.launcher = LocalLauncher(self)
+        self._install_launcher(self.launcher)
         self.api = ApiServer(router, stage=self.template.parameters["Stage"],
                              binary_media_types=self.template.binary_media_types, port=self.api_port)
         self.api.start()

@@ -147,7 +147,8 @@ class StateMachine:
 
     def execute(self, input_: Any, name: str | None = None) -> Any:
         """Run to the end; return the output, or raise StatesError as a failed execution would."""
-        context = {"Execution": {"Id": name or str(uuid.uuid4()), "Input": input_,
+        name = name or str(uuid.uuid4())
+        context = {"Execution": {"Id": f"arn:aws:states:local:execution:{name}", "Name": name, "Input": input_,
                                  "StartTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
         return self._run(self.definition, input_, context)
 

@@ -45,6 +45,7 @@ class Settings:
     max_image_side: int = 1024
     allow_private_addresses: bool = False
     state_machine_arn: str = ""
+    upload_role_arn: str = ""
     collector_function: str = ""
     training_image_uri: str = ""
     training_role_arn: str = ""

@@ -12,11 +12,11 @@ from imgclf import aws, ddb
 from imgclf.datasets import Dataset
 from imgclf.errors import ImgclfError
 from imgclf.registry import ModelRegistry
+from imgclf.runs import Runs
 from imgclf.settings import get_settings
 
 from . import completion
 from .promotion import promote
-from .runs import Runs
 from .starter import start_run
 
 

@@ -16,10 +16,10 @@ from imgclf import aws, keys
 from imgclf.errors import Conflict, ImgclfError, IntegrityError
 from imgclf.log import get_logger, get_metrics
 from imgclf.registry import ModelRegistry
+from imgclf.runs import Runs, now_iso
 from imgclf.settings import Settings, get_settings
 
 from .jobs import job_name
-from .runs import Runs, now_iso
 
 logger = get_logger("training-completion")
 metrics = get_metrics("training-completion")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from imgclf import aws, keys
-from imgclf.errors import NotFound
+from imgclf.errors import AlreadyProcessed, Conflict, NotFound
 from imgclf.log import get_logger
+from imgclf.runs import Runs, new_run_id, now_iso
 from imgclf.settings import Settings, get_settings
 
 from .jobs import dataset_version, job_name, output_prefix, training_job_request
-from .runs import Runs, new_run_id, now_iso
 
 logger = get_logger("training-starter")
 
@@ -40,8 +40,7 @@ def prepare_run(settings: Settings, runs: Runs, dataset: str, hyperparameters: d
         raise NotFound(f"dataset {dataset!r} has no manifest: collect images into it first")
     run_id = run_id or new_run_id()
     request = training_job_request(settings, run_id, dataset, hyperparameters or {})
-    runs.create(
-        run_id,
+    fields = dict(
         dataset=dataset,
         dataset_version=version,
         hyperparameters=request["HyperParameters"],
@@ -51,6 +50,13 @@ def prepare_run(settings: Settings, runs: Runs, dataset: str, hyperparameters: d
         spot=request["EnableManagedSpotTraining"],
         backend=settings.training_backend,
     )
+    try:
+        runs.create(run_id, **fields)
+    except AlreadyProcessed:
+        # The API records a Pending run before it starts the pipeline under the same name: adopt it.
+        if runs.get(run_id).get("status") != "Pending":
+            raise Conflict(f"training run {run_id} exists and is past Pending") from None
+        runs.update(run_id, **fields)
     logger.info("prepared run", extra={"run_id": run_id, "dataset": dataset, "dataset_version": version})
     return {"run_id": run_id, "dataset": dataset, "dataset_version": version, "request": request}
 
@@ -79,7 +85,7 @@ def lambda_handler(event: dict, context: Any) -> dict:
     runs = Runs(settings.runs_table)
     action = event.get("action", "start")
     if action == "prepare":
-        return prepare_run(settings, runs, event["dataset"], event.get("hyperparameters"))
+        return prepare_run(settings, runs, event["dataset"], event.get("hyperparameters"), event.get("run_id"))
     if action == "start":
         settings.require("training_image_uri", "training_role_arn")
         return start_run(settings, runs, SageMakerLauncher(), event["dataset"], event.get("hyperparameters"))

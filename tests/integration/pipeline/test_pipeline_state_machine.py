@@ -6,10 +6,10 @@ import pytest
 
 from imgclf import ddb
 from imgclf.registry import ModelRegistry
+from imgclf.runs import Runs
 from imgclf.settings import get_settings
 from imgclf_local.samples import jpeg_bytes, shape_image
 from imgclf_local.states import StatesError
-from imgclf_training.runs import Runs
 
 pytestmark = pytest.mark.slow
 

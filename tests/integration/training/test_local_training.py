@@ -7,8 +7,8 @@ import json
 import pytest
 
 from imgclf.registry import ModelRegistry
+from imgclf.runs import Runs
 from imgclf.settings import get_settings
-from imgclf_training.runs import Runs
 from imgclf_training.starter import start_run
 from tests.support.datasets import upload_dataset
 

@@ -13,11 +13,11 @@ from botocore.validate import ParamValidator
 
 from imgclf.errors import IntegrityError
 from imgclf.registry import ModelRegistry
+from imgclf.runs import Runs
 from imgclf.settings import Settings, get_settings
 from imgclf_training import completion
 from imgclf_training.jobs import artifact_keys, training_job_request
 from imgclf_training.promotion import promote
-from imgclf_training.runs import Runs
 from imgclf_training.starter import prepare_run
 
 SETTINGS = Settings(stage="dev", data_bucket="imgclf-dev-data", training_image_uri="1.dkr.ecr/imgclf:latest",

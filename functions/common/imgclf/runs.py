@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from imgclf import ddb
-from imgclf.errors import NotFound
+from . import ddb
+from .errors import NotFound
 
 # Training job names allow [a-zA-Z0-9-] and 63 characters; run ids stay well inside that.
 RUN_ID_FORMAT = "%Y%m%d-%H%M%S"

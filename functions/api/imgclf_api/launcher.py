@@ -1,0 +1,112 @@
+"""Starting the work that runs elsewhere: collector invocations and executions of the training pipeline.
+
+In AWS the collector runs as its own function and the pipeline as a Step Functions state machine. The
+embedded local stack runs neither, so it uses a launcher that only records what it was asked to start, or
+installs one of its own with ``handler.use_launcher``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from imgclf import aws
+from imgclf.errors import Conflict, TransientError
+from imgclf.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = {"ThrottlingException", "TooManyRequestsException", "ServiceException", "ServiceUnavailable",
+              "EC2ThrottledException", "ResourceConflictException"}
+
+
+class Launcher(Protocol):
+    """Starts background work and returns at once with an id for each thing started."""
+
+    def collect(self, event: dict[str, Any]) -> str:
+        """Start one collector invocation (one label) without waiting for it."""
+
+    def start_pipeline(self, name: str, execution_input: dict[str, Any]) -> str:
+        """Start one execution of the collect-train-promote state machine."""
+
+
+@dataclass
+class AwsLauncher:
+    """Asynchronous Lambda invocations of the collector, executions of the state machine."""
+
+    collector_function: str
+    state_machine_arn: str
+    lambda_client: Any = None
+    sfn_client: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AwsLauncher:
+        return cls(collector_function=settings.collector_function, state_machine_arn=settings.state_machine_arn)
+
+    def collect(self, event: dict[str, Any]) -> str:
+        client = self.lambda_client or aws.client("lambda")
+        with _translated("invoke the collector"):
+            # "Event" queues the invocation: Lambda retries it twice on failure and the API answers at once.
+            response = client.invoke(FunctionName=self.collector_function, InvocationType="Event",
+                                     Payload=json.dumps(event).encode())
+        return response["ResponseMetadata"]["RequestId"]
+
+    def start_pipeline(self, name: str, execution_input: dict[str, Any]) -> str:
+        client = self.sfn_client or aws.client("stepfunctions")
+        with _translated("start the training pipeline"):
+            response = client.start_execution(stateMachineArn=self.state_machine_arn, name=name,
+                                              input=json.dumps(execution_input))
+        return response["executionArn"]
+
+
+@dataclass
+class RecordingLauncher:
+    """Starts nothing and remembers what it was asked to start: the local stack's default, and a test double."""
+
+    collected: list[dict[str, Any]] = field(default_factory=list)
+    pipelines: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def collect(self, event: dict[str, Any]) -> str:
+        with self._lock:
+            self.collected.append(event)
+        log.warning("collection of %s/%s recorded, not run: nothing executes functions here",
+                    event.get("dataset"), event.get("label"))
+        return f"local-{uuid.uuid4()}"
+
+    def start_pipeline(self, name: str, execution_input: dict[str, Any]) -> str:
+        with self._lock:
+            self.pipelines.append((name, execution_input))
+        log.warning("pipeline execution %s recorded, not run: nothing executes state machines here", name)
+        return f"local:execution:{name}"
+
+
+def launcher_for(settings: Settings) -> Launcher:
+    """The launcher of this environment: AWS services, unless training is local (the embedded stack)."""
+    if settings.training_backend == "local":
+        return RecordingLauncher()
+    settings.require("collector_function", "state_machine_arn")
+    return AwsLauncher.from_settings(settings)
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Turn botocore errors into the project's: a name in use is a conflict, throttling and outages may pass."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ExecutionAlreadyExists":
+            raise Conflict(f"{what}: an execution with this name already exists") from exc
+        if code in _TRANSIENT or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+            raise TransientError(f"{what}: {code}") from exc
+        raise  # access denied, a missing function: a deployment fault, not the caller's
+    except BotoCoreError as exc:
+        raise TransientError(f"{what}: {exc}") from exc

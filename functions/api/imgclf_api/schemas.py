@@ -1,0 +1,239 @@
+"""The request and response bodies of the API, as pydantic models (they also make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from imgclf import keys
+
+# Name rules are the key layout's: whatever would not be a single S3 key segment is refused here already.
+DatasetName = Annotated[str, Field(min_length=1, max_length=100, examples=["ants-bees"]),
+                        AfterValidator(lambda v: keys.check_name("dataset", v))]
+Label = Annotated[str, Field(min_length=1, max_length=100, examples=["ants"]),
+                  AfterValidator(lambda v: keys.check_name("label", v))]
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp")
+ImageMediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"]
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields, so a misspelt option fails instead of being ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- errors
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable error code", examples=["image_rejected"])
+    message: str = Field(description="What went wrong, for people")
+    reason: str | None = Field(None, description="Why an image was rejected (not_an_image, truncated, ...)")
+    request_id: str | None = Field(None, description="Quote it when reporting a server error")
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every route."""
+
+    error: ErrorDetail
+
+
+# ---------------------------------------------------------------- classify
+class ClassifyJsonRequest(Strict):
+    """POST /classify as JSON: the image inline in base64, or an object already uploaded under uploads/."""
+
+    image_base64: str | None = Field(None, description="The image file, base64 (a data: URL prefix is allowed)")
+    s3_uri: str | None = Field(None, description="s3://{data bucket}/uploads/... (only this stack's uploads)",
+                               examples=["s3://imgclf-dev-data-123456789012-us-east-1/uploads/cat.jpg"])
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ClassifyJsonRequest:
+        if (self.image_base64 is None) == (self.s3_uri is None):
+            raise ValueError("give exactly one of image_base64 and s3_uri")
+        return self
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+    bytes: int
+
+
+class ClassifyResponse(BaseModel):
+    label: str = Field(description="The most likely class")
+    confidence: float = Field(ge=0, le=1, description="The probability of that class")
+    probabilities: dict[str, float] = Field(description="Every class's probability, in the model's class order")
+    model_version: str = Field(description="The model version that answered")
+    latency_ms: float = Field(description="Time spent in the function: reading, decoding and inference")
+    image: ImageInfo
+
+
+# ---------------------------------------------------------------- uploads
+class UploadRequest(Strict):
+    content_type: ImageMediaType = Field(description="The Content-Type the upload must be sent with")
+    bytes: int | None = Field(None, ge=1, description="The file size, to be refused early when too large")
+
+
+class UploadResponse(BaseModel):
+    url: str = Field(description="Presigned URL: PUT the file there with the headers below")
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str]
+    key: str
+    s3_uri: str
+    expires_in: int = Field(description="Seconds the URL stays valid")
+    expires_at: str
+    prediction_path: str = Field(description="Where the prediction appears once the classifier is done")
+
+
+# ---------------------------------------------------------------- predictions
+class Prediction(BaseModel):
+    image: str = Field(description="s3:// URI of the image")
+    bucket: str
+    key: str
+    size: int | None = Field(None, description="Bytes, as the upload notification said")
+    status: str = Field(description="classified or rejected")
+    label: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    model_version: str | None = None
+    uploaded_at: str | None = None
+    processed_at: str | None = None
+    latency_ms: float | None = Field(None, description="The classifier's time for this image")
+    reason: str | None = Field(None, description="Why a rejected image was rejected")
+    message: str | None = None
+
+
+class PredictionPage(BaseModel):
+    items: list[Prediction]
+    next: str | None = Field(None, description="Pass as ?next= for the following page; absent on the last page")
+
+
+# ---------------------------------------------------------------- training
+class Hyperparameters(Strict):
+    """What a training run may change; anything left out takes the training job's default."""
+
+    arch: str | None = Field(None, pattern=r"^[a-z][a-z0-9_.-]{1,63}$", examples=["resnet18"])
+    pretrained: bool | None = None
+    epochs: int | None = Field(None, ge=1, le=100)
+    freeze_epochs: int | None = Field(None, ge=0, le=20)
+    lr: float | None = Field(None, gt=0, lt=1)
+    bs: int | None = Field(None, ge=1, le=1024)
+    img_size: int | None = Field(None, ge=32, le=1024)
+    min_scale: float | None = Field(None, gt=0, le=1)
+    valid_pct: float | None = Field(None, gt=0, lt=1)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class TrainingRunRequest(Strict):
+    dataset: DatasetName
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+
+class TrainingRun(BaseModel):
+    run_id: str
+    status: str = Field(description="Pending, InProgress, Completed, Failed or Stopped")
+    dataset: str
+    dataset_version: str | None = Field(None, description="sha256 of the manifest the run trains on")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    created_at: str | None = None
+    updated_at: str | None = None
+    metrics: dict[str, Any] | None = None
+    failure_reason: str | None = None
+    output_prefix: str = Field(description="Where the run's artifacts and reports are written")
+    reports: dict[str, str] = Field(default_factory=dict,
+                                    description="Report file name -> presigned GET URL, for the files present")
+
+
+class ReviewItem(BaseModel):
+    path: str
+    actual: str
+    predicted: str
+    probability: float
+    actual_probability: float | None = None
+    loss: float | None = None
+    kind: str = Field(description="wrong: confidently misclassified; uncertain: least confident of the rest")
+    thumbnail_url: str | None = Field(None, description="Presigned GET URL of the dataset image")
+
+
+class TrainingRunReview(BaseModel):
+    run_id: str
+    items: list[ReviewItem]
+
+
+# ---------------------------------------------------------------- datasets
+class DatasetRequest(Strict):
+    name: DatasetName
+    labels: list[Label] = Field(min_length=1, max_length=50)
+    query: str = Field("{label}", min_length=1, max_length=200,
+                       description="Search query per label; {label} is replaced by the label")
+    per_label: int = Field(150, ge=1, le=1000, description="Images wanted per label")
+    source: Literal["ddg", "bing"] = Field("ddg", description="The image search to collect from")
+    train: bool = Field(False, description="Train (and promote when better) once every label is collected")
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+    @model_validator(mode="after")
+    def _labels_fit_the_mode(self) -> DatasetRequest:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be unique")
+        if self.train and len(self.labels) < 2:
+            raise ValueError("training needs at least two labels")
+        return self
+
+
+class DatasetStarted(BaseModel):
+    dataset: str
+    labels: list[str]
+    mode: Literal["collect", "pipeline"] = Field(
+        description="collect: one collector invocation per label; pipeline: collect, train and promote")
+    collection_run: str = Field(description="Names the collection's reports under datasets/{name}/reports/")
+    started: list[str] = Field(description="Ids of what was started (invocation request ids or an execution)")
+    run_id: str | None = Field(None, description="The training run, when train was asked for")
+
+
+class DatasetSummary(BaseModel):
+    name: str
+    images: int = Field(description="Images training would use: every label's, without the ambiguous ones")
+    counts: dict[str, int] = Field(description="Images per label")
+    ambiguous: int = Field(description="Images found for several labels, which training leaves out")
+    version: str = Field(description="sha256 of the manifest: the dataset version a training run records")
+    edits: dict[str, int] = Field(default_factory=dict, description="Edits of the cleaning loop, by kind")
+    manifest_key: str
+    last_report: dict[str, Any] | None = Field(None, description="The latest collection report, without "
+                                                                 "its per-image lists")
+
+
+# ---------------------------------------------------------------- models
+class ModelVersion(BaseModel):
+    version: str
+    status: str | None = None
+    active: bool
+    created_at: str | None = None
+    dataset: str | None = None
+    dataset_version: str | None = None
+    run_id: str | None = None
+    classes: list[str] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelList(BaseModel):
+    active: str | None = Field(None, description="The active version, or null before the first promotion")
+    versions: list[ModelVersion]
+
+
+class PromoteRequest(Strict):
+    force: bool = Field(False, description="Promote even when the version is worse than the active one")
+    by: str | None = Field(None, max_length=200, description="Who promotes; defaults to the caller's identity")
+
+
+class RollbackRequest(Strict):
+    by: str | None = Field(None, max_length=200)
+
+
+class ActiveModelInfo(BaseModel):
+    version: str
+    previous: str | None = None
+    promoted_at: str | None = None
+    promoted_by: str | None = None
+    classes: list[str] = Field(default_factory=list)

@@ -1,0 +1,62 @@
+"""A loaded model version and the predictions it makes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .backends import Backend
+from .metadata import ModelMetadata
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer: the most likely class, its probability, every class's probability and the model."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    model_version: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "confidence": self.confidence, "probabilities": dict(self.probabilities),
+                "model_version": self.model_version}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One verified, loaded model version: prepare() may run in worker threads, predict() takes a batch."""
+
+    version: str
+    backend: Backend
+    metadata: ModelMetadata
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.metadata.classes
+
+    def prepare(self, image: Image.Image) -> Any:
+        """Per-image preprocessing, safe to run concurrently."""
+        return self.backend.prepare(image)
+
+    def predict(self, prepared: Sequence[Any]) -> list[Prediction]:
+        """Predictions for prepared images, inferred as one batch."""
+        if not prepared:
+            return []
+        return [self._prediction(row) for row in self.backend.predict(prepared)]
+
+    def classify(self, images: Sequence[Image.Image]) -> list[Prediction]:
+        """Predictions for decoded RGB images, inferred as one batch."""
+        return self.predict([self.prepare(image) for image in images])
+
+    def _prediction(self, row: np.ndarray) -> Prediction:
+        best = int(np.argmax(row))
+        return Prediction(
+            label=self.classes[best],
+            confidence=float(row[best]),
+            probabilities={name: float(p) for name, p in zip(self.classes, row, strict=True)},
+            model_version=self.version,
+        )

@@ -1,0 +1,46 @@
+"""What Lambda's asynchronous invocations and Step Functions executions do in AWS, done by the local stack."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any
+
+log = logging.getLogger("imgclf.local.launcher")
+
+
+class LocalLauncher:
+    """Runs collector invocations and pipeline executions in background threads of the local stack."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.threads: list[threading.Thread] = []
+        self.outcomes: dict[str, Any] = {}
+
+    def collect(self, event: dict[str, Any]) -> str:
+        request_id = str(uuid.uuid4())
+        self._background(request_id, lambda: self.stack.invoke("CollectorFunction", event))
+        return request_id
+
+    def start_pipeline(self, name: str, execution_input: dict[str, Any]) -> str:
+        machine = self.stack.state_machine("TrainingPipeline")
+        self._background(name, lambda: machine.execute(execution_input, name=name))
+        return f"arn:aws:states:local:execution:{name}"
+
+    def _background(self, name: str, work) -> None:
+        def run() -> None:
+            try:
+                self.outcomes[name] = work()
+            except Exception as exc:  # recorded as a failed execution is, and logged
+                log.exception("%s failed", name)
+                self.outcomes[name] = exc
+
+        thread = threading.Thread(target=run, name=f"launch-{name}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for everything started so far (tests)."""
+        for thread in list(self.threads):
+            thread.join(timeout)

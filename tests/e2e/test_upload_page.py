@@ -1,0 +1,102 @@
+"""The upload page in headless Chromium on the embedded stack: pick a real photo, see the label and the bars."""
+
+from __future__ import annotations
+
+import base64
+
+import api_kit
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+pytestmark = pytest.mark.slow
+
+PHONE, DESKTOP = (390, 844), (1280, 900)
+
+
+@pytest.fixture(scope="module")
+def real_photos() -> list:
+    found = api_kit.photos("valid", per_class=1)
+    if not found:
+        pytest.skip(f"no photos in {api_kit.ANTS_BEES / 'valid'}")
+    return found
+
+
+def save_full_page(browser, path) -> None:
+    """A screenshot of the whole page at the window's width, below the fold included (Chromium's own capture)."""
+    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                              "clip": clip})
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def classify_in_page(browser, photo) -> None:
+    """Pick a photo and wait until the page has its answer (a new history entry) or an error."""
+    before = len(browser.find_elements(By.CSS_SELECTOR, "#history li"))
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#history li")) > before
+                                     or b.find_element(By.ID, "error").text)
+
+
+def test_a_picked_photo_shows_its_label_a_bar_per_class_the_model_and_the_history(api_stack, browser, real_photos,
+                                                                                   artifacts):
+    # GIVEN the page at desktop width
+    browser.set_window_size(*DESKTOP)
+    browser.get(f"{api_stack.api.url}/")
+    assert browser.title.startswith("imgclf")
+
+    # WHEN a real photo is picked
+    classify_in_page(browser, real_photos[0])
+
+    # THEN the label, one bar per class with its percentage, and the model version are shown
+    assert browser.find_element(By.ID, "error").text == ""
+    label = browser.find_element(By.ID, "result-label").text
+    assert label in api_kit.CLASSES
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars li")
+    assert sorted(bar.find_element(By.CLASS_NAME, "name").text for bar in bars) == sorted(api_kit.CLASSES)
+    assert all(bar.find_element(By.CLASS_NAME, "pct").text.endswith("%") for bar in bars)
+    assert bars[0].find_element(By.CLASS_NAME, "name").text == label  # the best class comes first
+    assert browser.find_element(By.ID, "model-version").text == api_kit.MODEL_VERSION
+    assert browser.find_element(By.ID, "preview").get_attribute("src").startswith("blob:")
+
+    # AND a second photo is added to this session's history, newest first
+    classify_in_page(browser, real_photos[1])
+    history = browser.find_elements(By.CSS_SELECTOR, "#history li")
+    assert len(history) == 2
+    newest = browser.find_element(By.ID, "result-label").text
+    assert history[0].find_element(By.CLASS_NAME, "h-label").text.startswith(newest)
+    WebDriverWait(browser, 10).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#bars li .fill")))
+    save_full_page(browser, artifacts / "page-desktop.png")
+
+    # AND the layout holds at phone width, without sideways scrolling
+    browser.set_window_size(*PHONE)
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+    save_full_page(browser, artifacts / "page-phone.png")
+
+
+def test_the_file_picker_is_the_first_stop_of_the_keyboard_and_results_are_announced(api_stack, browser):
+    browser.set_window_size(*DESKTOP)
+    browser.get(f"{api_stack.api.url}/")
+
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+
+    assert browser.switch_to.active_element.get_attribute("id") == "file"
+    assert browser.find_element(By.ID, "live").get_attribute("aria-live") == "polite"
+    assert browser.find_element(By.ID, "error").get_attribute("role") == "alert"
+    assert browser.find_element(By.CSS_SELECTOR, "label[for=file]").text.startswith("Choose a photo")
+
+
+def test_a_file_that_is_not_a_photo_gets_an_explained_refusal(api_stack, browser, tmp_path):
+    browser.set_window_size(*DESKTOP)
+    browser.get(f"{api_stack.api.url}/")
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("shopping list, not a picture")
+
+    classify_in_page(browser, notes)
+
+    alert = browser.find_element(By.CSS_SELECTOR, "#error[role=alert]")
+    assert "could not be read as a photo" in alert.text
+    assert not browser.find_element(By.ID, "answer").is_displayed()
