@@ -1,0 +1,1 @@
+"""The classifier function: classifies every image dropped under the upload prefix of the data bucket."""

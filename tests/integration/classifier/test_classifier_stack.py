@@ -1,0 +1,63 @@
+"""Through the embedded stack: an image put under uploads/ gets its prediction record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from imgclf import ddb
+from imgclf.registry import ModelRegistry
+from imgclf_local.stack import LocalStack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("model-cache")
+    with LocalStack(api=False, extra_environment={"MODEL_CACHE_DIR": str(cache)}) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def promoted(stack, integration_model):
+    """The tiny model uploaded to the stack's bucket and promoted in its registry."""
+    s3 = stack.client("s3")
+    artifacts = {}
+    for name in ("model.json", "model.onnx"):
+        body = (integration_model / name).read_bytes()
+        s3.put_object(Bucket=stack.bucket(), Key=f"models/run-1/{name}", Body=body)
+        artifacts[name] = hashlib.sha256(body).hexdigest()
+    classes = json.loads((integration_model / "model.json").read_text())["classes"]
+    registry = ModelRegistry(stack.table("ModelsTable"))
+    registry.register("run-1", artifacts=artifacts, metrics={"error_rate": 0.1}, classes=classes)
+    registry.promote("run-1")
+    return "run-1"
+
+
+def record_of(stack, key: str) -> dict | None:
+    return ddb.get_item(stack.table("PredictionsTable"), {"image": f"s3://{stack.bucket()}/{key}"})
+
+
+def test_upload_gets_a_prediction_record(stack, promoted, photo_jpeg):
+    # GIVEN a promoted model
+    # WHEN a photo is put under uploads/, with a key S3 has to URL-encode
+    key = "uploads/integration test/café + 1.jpg"
+    stack.client("s3").put_object(Bucket=stack.bucket(), Key=key, Body=photo_jpeg)
+
+    # THEN its record appears, classified by the promoted model
+    record = stack.wait_until(lambda: record_of(stack, key), timeout=120)
+    assert record["status"] == "classified"
+    assert record["model_version"] == promoted
+    assert record["label"] in record["probabilities"]
+
+
+def test_bad_upload_gets_a_rejected_record(stack, promoted):
+    # GIVEN a promoted model
+    # WHEN something that is not an image is put under uploads/
+    key = "uploads/not-a-photo.jpg"
+    stack.client("s3").put_object(Bucket=stack.bucket(), Key=key, Body=b"plain text")
+
+    # THEN its record says why it was rejected
+    record = stack.wait_until(lambda: record_of(stack, key), timeout=120)
+    assert (record["status"], record["reason"]) == ("rejected", "not_an_image")
