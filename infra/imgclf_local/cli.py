@@ -44,6 +44,7 @@ STACK_OUTPUTS = {
     "RunsTableName": "RUNS_TABLE",
     "ModelsTableName": "MODELS_TABLE",
     "PipelineArn": "STATE_MACHINE_ARN",
+    "ReclassifyArn": "RECLASSIFY_MACHINE_ARN",
 }
 
 

@@ -30,8 +30,8 @@ def pipeline_input(args: argparse.Namespace) -> dict:
     }
 
 
-def run_locally(execution_input: dict) -> dict:
-    """The template's definition, run in this process against the stack the environment points at."""
+def run_locally(execution_input: dict, logical_id: str = "TrainingPipeline") -> dict:
+    """A template's state machine, run in this process against the stack the environment points at."""
     from .sagemaker import LocalSageMaker
 
     template = StackTemplate(parameters={"Stage": get_settings().stage})
@@ -43,7 +43,7 @@ def run_locally(execution_input: dict) -> dict:
         return invoke(function, event, handler)
 
     sagemaker = LocalSageMaker(aws.client("s3"), stream_output=True)
-    machine = StateMachine.from_template(template, "TrainingPipeline",
+    machine = StateMachine.from_template(template, logical_id,
                                          local_integrations(template, invoke_function, sagemaker),
                                          s3=aws.client("s3"))
     return machine.execute(execution_input)
@@ -81,6 +81,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def reclassify(args: argparse.Namespace) -> int:
+    """Classify every upload again with the active model; what is already done by it is skipped."""
+    settings = get_settings()
+    try:
+        if settings.training_backend == "local":
+            run_locally({}, "ReclassifyMachine")
+        else:
+            settings.require("reclassify_machine_arn")
+            run_in_aws(settings.reclassify_machine_arn, {})
+    except StatesError as exc:
+        print(f"reclassification failed: {exc.error}: {exc.cause[:2000]}", file=sys.stderr)
+        return 1
+    print(json.dumps(progress(settings), indent=2))
+    return 0
+
+
+def progress(settings) -> dict:
+    """How many predictions the active model has made, of how many uploads."""
+    from imgclf import ddb
+    from imgclf.registry import ModelRegistry
+
+    active = ModelRegistry(settings.models_table).active()
+    records = ddb.scan_all(settings.predictions_table, ProjectionExpression="model_version, #s",
+                          ExpressionAttributeNames={"#s": "status"})
+    by_active = sum(1 for r in records if active and r.get("model_version") == active.version)
+    rejected = sum(1 for r in records if r.get("status") == "rejected")
+    return {"active_model": active.version if active else None, "records": len(records),
+            "classified_by_active_model": by_active, "rejected": rejected}
+
+
 def _hyperparameter(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep:
@@ -100,3 +130,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="s3://bucket/imports/NAME/ for --source s3, a URL list for urls")
     parser.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="NAME=VALUE")
     parser.set_defaults(func=run)
+
+    again = sub.add_parser("reclassify", help="classify every existing upload again with the active model")
+    again.set_defaults(func=reclassify)

@@ -17,7 +17,17 @@ from imgclf.log import get_logger, get_metrics, get_tracer
 from imgclf.settings import Settings, get_settings
 
 from .records import PredictionTable
-from .service import CLASSIFIED, DUPLICATE, FAILED, REJECTED, STALE, BatchResult, Collaborators, process_event
+from .service import (
+    CLASSIFIED,
+    DUPLICATE,
+    FAILED,
+    REJECTED,
+    STALE,
+    BatchResult,
+    Collaborators,
+    is_backfill_event,
+    process_event,
+)
 
 SERVICE = "classifier"
 BATCH_SIZE = 10  # the SQS trigger's BatchSize: one thread per image of a batch
@@ -52,6 +62,11 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.set_correlation_id(_correlation_id(event))
     result = process_event(event, collaborators())
     _report(result)
+    if is_backfill_event(event):
+        if result.count(FAILED):
+            # The reclassification's Map retries the batch; images already done are skipped as duplicates.
+            raise TransientError(f"{result.count(FAILED)} image(s) failed and will be retried")
+        return {status: result.count(status) for status in (CLASSIFIED, REJECTED, DUPLICATE, STALE)}
     if result.count(FAILED) and not is_sqs_event(event):
         # A direct S3 event has no messages to report: failing the invocation makes Lambda retry it.
         raise TransientError(f"{result.count(FAILED)} image(s) failed and will be retried")

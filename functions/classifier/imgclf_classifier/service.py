@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from imgclf import images, keys
@@ -35,6 +35,7 @@ class Job:
     ref: ObjectRef
     message_id: str | None = None
     sequencer: str | None = None  # normalised, see records.normalise_sequencer
+    backfill: bool = False  # listed by a reclassification, not announced by an S3 event
 
     @classmethod
     def of(cls, ref: ObjectRef, message_id: str | None = None) -> Job:
@@ -87,8 +88,26 @@ class Collaborators:
     now: Callable[[], str] = now_iso
 
 
+def is_backfill_event(event: dict) -> bool:
+    """A batch of a reclassification: Step Functions' Distributed Map over the upload prefix."""
+    return isinstance(event.get("Items"), list) and isinstance(event.get("BatchInput"), dict)
+
+
+def backfill_jobs(event: dict) -> list[Job]:
+    """The listed objects of a reclassification batch (listings quote their ETags; events do not)."""
+    bucket = event["BatchInput"]["bucket"]
+    return [
+        Job(ObjectRef(bucket=bucket, key=item["Key"], size=item.get("Size"),
+                      etag=str(item.get("Etag") or item.get("ETag") or "").strip('"') or None,
+                      event_time=item.get("LastModified", "")), backfill=True)
+        for item in event["Items"]
+    ]
+
+
 def jobs_from_event(event: dict, log: logging.Logger | Any) -> tuple[list[Job], list[str]]:
-    """The objects an SQS or direct S3 event names, and the ids of SQS messages that name none."""
+    """The objects an SQS, direct S3 or reclassification event names, and the ids of SQS messages that name none."""
+    if is_backfill_event(event):
+        return backfill_jobs(event), []
     if not is_sqs_event(event):
         return [Job.of(ref) for ref in s3_records(event)], []
     jobs: list[Job] = []
@@ -172,6 +191,12 @@ def _prepare(job: Job, model: LoadedModel, stored: dict | None, started: float,
     """Skip a job its stored record already settles; otherwise fetch, decode and preprocess its image."""
     ref, settings = job.ref, deps.settings
     try:
+        if job.backfill and stored:
+            if stored.get("etag") != ref.etag:
+                # The record is of another version of the object; that upload's own event settles it.
+                return Outcome(job, STALE, reason="the object changed since its record")
+            # Same object as recorded: take over its place in the event order, so only the model differs.
+            job = replace(job, sequencer=stored.get("sequencer"))
         settled = Version(job.sequencer, ref.etag, model.version).settled_by(stored)
         if settled:
             return Outcome(job, DUPLICATE if settled == "duplicate" else STALE, reason="already recorded")

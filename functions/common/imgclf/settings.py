@@ -46,6 +46,7 @@ class Settings:
     allow_private_addresses: bool = False
     state_machine_arn: str = ""
     upload_role_arn: str = ""
+    reclassify_machine_arn: str = ""
     collector_function: str = ""
     training_image_uri: str = ""
     training_role_arn: str = ""

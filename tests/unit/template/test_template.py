@@ -134,9 +134,12 @@ def test_pass_role_is_scoped_to_the_sagemaker_role():
                 assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}, logical_id
 
 
-# ---------------------------------------------------------------- the state machine
-STATE_MACHINE = RESOURCES["TrainingPipeline"]["Properties"]
-DEFINITION = json.loads((REPO_ROOT / STATE_MACHINE["DefinitionUri"]).read_text())
+# ---------------------------------------------------------------- the state machines
+MACHINES = {lid: r["Properties"] for lid, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::StateMachine"}
+
+
+def _definition(props: dict) -> dict:
+    return json.loads((REPO_ROOT / props["DefinitionUri"]).read_text())
 
 
 def _states(definition: dict):
@@ -147,11 +150,13 @@ def _states(definition: dict):
                 yield from _states(branch)
 
 
-def test_the_state_machine_is_valid_asl():
-    processors = [s["ItemProcessor"] for _, s, _ in _states(DEFINITION) if s.get("ItemProcessor")]
-    for definition in [DEFINITION, *processors]:
-        assert definition["StartAt"] in definition["States"]
-    for name, state, scope in _states(DEFINITION):
+@pytest.mark.parametrize("logical_id", sorted(MACHINES))
+def test_the_state_machine_is_valid_asl(logical_id):
+    definition = _definition(MACHINES[logical_id])
+    processors = [s["ItemProcessor"] for _, s, _ in _states(definition) if s.get("ItemProcessor")]
+    for scope in [definition, *processors]:
+        assert scope["StartAt"] in scope["States"]
+    for name, state, scope in _states(definition):
         assert state["Type"] in {"Task", "Map", "Choice", "Succeed", "Fail", "Pass", "Wait", "Parallel"}, name
         targets = [state.get("Next"), state.get("Default")]
         targets += [c["Next"] for c in state.get("Choices", [])] + [c["Next"] for c in state.get("Catch", [])]
@@ -161,17 +166,18 @@ def test_the_state_machine_is_valid_asl():
         assert terminal or state.get("Next"), f"{name} neither ends nor continues"
 
 
-def test_every_resource_the_state_machine_calls_exists_and_may_be_called():
-    substitutions = STATE_MACHINE["DefinitionSubstitutions"]
-    used = set(re.findall(r"\$\{(\w+)\}", json.dumps(DEFINITION)))
-    assert used == set(substitutions)
-    invoked = {value["Fn::GetAtt"][0] for value in substitutions.values()}
-    assert invoked <= set(FUNCTIONS)
-    allowed = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in STATE_MACHINE["Policies"]
-               if "LambdaInvokePolicy" in p}
+@pytest.mark.parametrize("logical_id", sorted(MACHINES))
+def test_every_resource_a_state_machine_calls_exists_and_may_be_called(logical_id):
+    props = MACHINES[logical_id]
+    definition = _definition(props)
+    substitutions = props["DefinitionSubstitutions"]
+    assert set(re.findall(r"\$\{(\w+)\}", json.dumps(definition))) == set(substitutions)
+    invoked = {v["Fn::GetAtt"][0] for k, v in substitutions.items() if k.endswith("FunctionArn")}
+    assert invoked and invoked <= set(FUNCTIONS)
+    allowed = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in props["Policies"] if "LambdaInvokePolicy" in p}
     assert invoked <= allowed
-    resources = {s["Resource"] for _, s, _ in _states(DEFINITION) if s["Type"] == "Task"}
-    assert resources == {"arn:aws:states:::lambda:invoke", "arn:aws:states:::sagemaker:createTrainingJob.sync"}
+    resources = {s["Resource"] for _, s, _ in _states(definition) if s["Type"] == "Task"}
+    assert resources <= {"arn:aws:states:::lambda:invoke", "arn:aws:states:::sagemaker:createTrainingJob.sync"}
 
 
 def test_unknown_references_are_reported_clearly():
