@@ -11,7 +11,7 @@ STAGE ?= dev
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv tools lint test test-fast local demo bench deploy image-smoke lock clean
+.PHONY: help venv tools browser lint test test-fast local demo bench deploy image-smoke lock clean
 
 help:
 	@echo "make demo    the whole pipeline on the embedded local stack (DEMO_DATA=path for your own images)"
@@ -40,9 +40,14 @@ $(CHECKOV_VENV)/.installed:
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
+browser:
+	scripts/install-browser.sh
+
 lint: venv tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/bandit --quiet -c pyproject.toml -r functions training_job
+	$(VENV)/bin/hadolint functions/classifier/Dockerfile training_job/Dockerfile
+	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(PY) scripts/sam_transform.py --out build/template.transformed.json
@@ -50,7 +55,7 @@ lint: venv tools
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
 		-f build/template.transformed.json
 
-test: lint
+test: lint browser
 	$(PY) -m pytest
 
 test-fast: venv

@@ -10,7 +10,8 @@ from email.utils import parsedate_to_datetime
 def delay(attempt: int, *, base: float, cap: float) -> float:
     """Seconds to wait before retry `attempt` (0-based): half fixed, half random, so clients spread out."""
     ceiling = min(cap, base * 2**attempt)
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    # Jitter, not a secret: the standard PRNG is the right tool.
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # nosec B311
 
 
 def retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

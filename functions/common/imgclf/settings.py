@@ -38,7 +38,8 @@ class Settings:
     models_prefix: str = "models/"
     model_backend: str = "onnx"
     model_check_seconds: int = 60
-    model_cache_dir: str = "/tmp/imgclf-models"  # noqa: S108 - Lambda's only writable directory
+    # /tmp is the only writable directory in Lambda.
+    model_cache_dir: str = "/tmp/imgclf-models"  # noqa: S108  # nosec B108
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     min_image_side: int = 64
