@@ -55,7 +55,9 @@ lint: venv tools
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
 		-f build/template.transformed.json
 
-test: lint browser
+test:
+	$(MAKE) -j3 venv tools browser  # independent installs, side by side
+	$(MAKE) lint
 	$(PY) -m pytest
 
 test-fast: venv

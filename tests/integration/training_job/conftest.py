@@ -1,0 +1,128 @@
+"""Fixtures for the training job's integration tests: one real (tiny) SageMaker-style run, shared."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[3]
+TRAIN_PY = REPO / "training_job" / "train.py"
+DATASETS = REPO / ".." / "shared" / "datasets"
+# Labels chosen to exercise spaces and non-ASCII names end to end.
+LABELS = {"red apple": (200, 40, 40), "blåbær": (40, 40, 200), "grüne Äpfel": (40, 180, 40)}
+PER_LABEL = 8
+S3_PREFIX = "s3://imgclf-data/datasets/fruit"
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A finished job: its SageMaker folders, dataset and what the test dataset deliberately contains."""
+
+    root: Path
+    dataset: Path
+    model_dir: Path
+    output_data_dir: Path
+    failure_file: Path
+    returncode: int
+    log: str
+    ambiguous: str
+    corrupt: str
+
+    def json(self, folder: Path, name: str):
+        """Read one of the run's JSON outputs."""
+        return json.loads((folder / name).read_text(encoding="utf-8"))
+
+
+def _jpeg(color, seed: int) -> bytes:
+    """A 64 px noisy colour JPEG of a slightly varying shape."""
+    rng = np.random.default_rng(seed)
+    height = 64 + (seed % 5) * 4
+    pixels = np.clip(np.array(color) + rng.normal(0, 35, (height, 64, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def build_dataset(root: Path) -> tuple[str, str]:
+    """Collector-layout dataset with a manifest; returns (ambiguous file, corrupt file) relative paths."""
+    manifest = []
+    for index, (label, color) in enumerate(LABELS.items()):
+        folder = root / label
+        folder.mkdir(parents=True)
+        for i in range(PER_LABEL):
+            data = _jpeg(color, index * 100 + i)
+            sha = hashlib.sha256(data).hexdigest()
+            (folder / f"{label}-{sha[:12]}.jpg").write_bytes(data)
+            manifest.append({"label": label, "source": "test", "query": label, "url": f"https://example.test/{i}",
+                             "sha256": sha, "width": 64, "height": 64, "bytes": len(data),
+                             "collected_at": "2024-01-01T00:00:00Z"})
+    (root / "empty label").mkdir()
+    ambiguous = manifest[0]
+    manifest.append({"sha256": ambiguous["sha256"], "label": ambiguous["label"], "ambiguous": True})
+    corrupt = "blåbær/blåbær-000000000000.jpg"
+    (root / corrupt).write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    lines = [json.dumps(row, ensure_ascii=False) for row in manifest]
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return f"{ambiguous['label']}/{ambiguous['label']}-{ambiguous['sha256'][:12]}.jpg", corrupt
+
+
+def sagemaker_env(root: Path, hyperparameters: dict) -> dict:
+    """Environment for a job whose /opt/ml tree lives under root; hyperparameters go to the JSON file."""
+    config = root / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}))
+    return {
+        **os.environ,
+        "SM_INPUT_CONFIG_DIR": str(config),
+        "SM_INPUT_DIR": str(root / "input"),
+        "SM_CHANNEL_TRAIN": str(root / "input" / "data" / "train"),
+        "SM_MODEL_DIR": str(root / "model"),
+        "SM_OUTPUT_DATA_DIR": str(root / "output" / "data"),
+        "PYTHONWARNINGS": "ignore",
+    }
+
+
+def run_train(root: Path, hyperparameters: dict, *argv: str,
+              timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run train.py in a fresh process, from an unrelated working directory, like the container does."""
+    return subprocess.run([sys.executable, str(TRAIN_PY), *argv], env=sagemaker_env(root, hyperparameters),
+                          cwd=root, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> TrainedRun:
+    """One tiny resnet18 run (no pretrained weights, 64 px, 1 epoch) that many tests inspect."""
+    root = tmp_path_factory.mktemp("sm")
+    dataset = root / "input" / "data" / "train"
+    ambiguous, corrupt = build_dataset(dataset)
+    hyperparameters = {"arch": "resnet18", "pretrained": "false", "epochs": "1", "freeze_epochs": "1",
+                       "img_size": "64", "bs": "8", "num_workers": "0", "seed": "3", "run_id": "test-run-1",
+                       "dataset_uri": S3_PREFIX + "/", "top_k": "4", "lr": "0.01"}
+    # The CLI overrides the file: this epochs value is the one that must win.
+    result = run_train(root, hyperparameters, "--epochs", "1")
+    return TrainedRun(root=root, dataset=dataset, model_dir=root / "model",
+                      output_data_dir=root / "output" / "data",
+                      failure_file=root / "output" / "failure", returncode=result.returncode,
+                      log=result.stdout + result.stderr, ambiguous=ambiguous, corrupt=corrupt)
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """The shared real photo datasets (tests using them skip when absent)."""
+    return DATASETS.resolve()
+
+
+@pytest.fixture(scope="session")
+def train_job():
+    """run_train as a fixture: train_job(root, hyperparameters, *argv) -> CompletedProcess."""
+    return run_train

@@ -1,0 +1,190 @@
+"""One training run end to end: dataset, training, reports, export, parity checks and model.json."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastai.data.transforms import Normalize
+from fastai.learner import Learner
+from fastai.torch_core import set_seed
+from onnxruntime import InferenceSession
+
+from imgclf_trainjob import artifacts, learner, onnx_export, preprocess, report
+from imgclf_trainjob.config import JobConfig
+from imgclf_trainjob.dataset import DatasetPlan, prepare_dataset
+from imgclf_trainjob.errors import JobFailure
+from imgclf_trainjob.weights import resolve_weights
+
+log = logging.getLogger(__name__)
+
+EXPORT_PKL = "export.pkl"
+MODEL_ONNX = "model.onnx"
+MODEL_JSON = "model.json"
+# With aug_transforms fastai resamples even validation batches through an identity affine warp
+# (grid_sample), which moves values by ~1e-5; a wrong resize or crop moves them by ~1/255 or more.
+PREPROCESSING_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class ParityInputs:
+    """A sample of validation images: fastai's input tensors (un-normalised, [0,1]) and its probabilities."""
+
+    paths: list[Path]
+    images: np.ndarray
+    fastai_probs: np.ndarray
+
+
+def run_id_for(hp_run_id: str | None, env: Mapping[str, str]) -> str:
+    """The run's id: the hyperparameter, else the SageMaker job name, else a local timestamp."""
+    if hp_run_id:
+        return hp_run_id
+    if env.get("TRAINING_JOB_NAME"):
+        return env["TRAINING_JOB_NAME"]
+    return "local-" + artifacts.utc_now().replace("-", "").replace(":", "")
+
+
+def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
+    """Train, report, export and verify; return model.json's content (also written to the model dir)."""
+    hp, paths = config.hp, config.paths
+    log.info("Hyperparameters: %s", hp.as_dict())
+    arch = learner.resolve_arch(hp.arch)
+    weights = resolve_weights(hp.weights, hp.arch, hp.pretrained)
+    plan = prepare_dataset(paths.train, seed=hp.seed, valid_pct=hp.valid_pct,
+                           include_ambiguous=hp.include_ambiguous, min_per_class=hp.min_images_per_class)
+    log.info("Dataset: %d classes, %d train, %d valid (%s split), %d skipped, %d excluded",
+             len(plan.classes), len(plan.train), len(plan.valid), plan.split_mode, len(plan.skipped),
+             len(plan.excluded))
+    report.write_json(paths.output_data_dir / "split.json", plan.split_record())
+    set_seed(hp.seed)
+    with tempfile.TemporaryDirectory(prefix="imgclf-train-") as workdir:
+        dls = learner.build_dataloaders(plan, hp, arch)
+        learn, weights_source = learner.build_learner(dls, arch, hp, weights, Path(workdir))
+        history = learner.train(learn, hp, pretrained=weights_source != "none")
+        metrics = write_reports(learn, plan, history, hp, paths.output_data_dir, env)
+        # Export and parity run on the CPU in float32, whatever trained the model.
+        learn.dls.cpu()
+        learn.model.cpu()
+        model_dir = paths.model_dir
+        model_dir.mkdir(parents=True, exist_ok=True)
+        learn.export(model_dir / EXPORT_PKL)
+        onnx_path = onnx_export.export_onnx(learn.model, arch.mean, arch.std, hp.img_size,
+                                            model_dir / MODEL_ONNX)
+        inputs = parity_inputs(learn, plan, hp.parity_images)
+    session = onnx_export.onnx_session(onnx_path)
+    parity = check_onnx_parity(session, inputs)
+    preprocessing_check = check_reference_preprocessing(session, inputs, hp.img_size)
+    model_json = artifacts.build_model_json(
+        classes=list(learn.dls.vocab), arch=hp.arch, img_size=hp.img_size, mean=arch.mean, std=arch.std,
+        preprocessing=preprocess.preprocessing_spec(hp.img_size),
+        onnx_io=onnx_io(hp.img_size, len(learn.dls.vocab)),
+        artifacts={EXPORT_PKL: model_dir / EXPORT_PKL, MODEL_ONNX: onnx_path},
+        dataset=dataset_summary(plan, hp.dataset_uri, paths.train, env),
+        metrics=summary_metrics(metrics), onnx_parity=parity.as_dict(),
+        preprocessing_check=preprocessing_check, hyperparameters=hp.as_dict() | {"lr_used": history.lr},
+        run_id=run_id_for(hp.run_id, env), weights_source=weights_source,
+    )
+    report.write_json(model_dir / MODEL_JSON, model_json)
+    log.info("Done: error_rate=%.4f onnx max_abs_diff=%.2e", metrics["error_rate"], parity.max_abs_diff)
+    return model_json
+
+
+def write_reports(learn: Learner, plan: DatasetPlan, history: learner.TrainHistory, hp, out: Path,
+                  env: Mapping[str, str]) -> dict:
+    """Write metrics.json and the plots and top losses to the output data dir; return the metrics."""
+    ev = report.evaluate(learn, plan.root)
+    metrics = report.build_metrics(ev, history, n_train=len(plan.train))
+    report.write_json(out / "metrics.json", metrics)
+    s3 = report.s3_location(hp.dataset_uri, env.get("IMGCLF_DATASET_S3_PREFIX"))
+    losses = report.top_losses(ev, hp.top_k, s3)
+    report.write_json(out / "top_losses.json", losses)
+    report.plot_confusion_matrix(report.confusion_counts(ev), ev.classes, out / "confusion_matrix.png")
+    report.plot_top_losses(losses, plan.root, out / "top_losses.png")
+    report.plot_learning_curve(history, out / "learning_curve.png")
+    return metrics
+
+
+def _spread(n: int, cap: int) -> list[int]:
+    """Up to cap indices spread evenly over range(n), so a capped sample still covers every class."""
+    if n <= cap:
+        return list(range(n))
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, cap)})
+
+
+def parity_inputs(learn: Learner, plan: DatasetPlan, cap: int) -> ParityInputs:
+    """Validation images through fastai's own valid pipeline on the CPU: its inputs and probabilities."""
+    paths = [plan.root / plan.valid[i].rel_path for i in _spread(len(plan.valid), cap)]
+    dl = learn.dls.test_dl(paths, device=torch.device("cpu"), num_workers=0, bs=32)
+    inputs, probs = learn.get_preds(dl=dl, with_input=True)[:2]
+    # fastai's inputs are normalised and the graph normalises itself, so ONNX gets them un-normalised.
+    norm = next(t for t in dl.after_batch.fs if isinstance(t, Normalize))
+    images = inputs.as_subclass(torch.Tensor) * norm.std + norm.mean
+    return ParityInputs(paths, images.float().numpy(), probs.float().numpy())
+
+
+def check_onnx_parity(session: InferenceSession, inputs: ParityInputs) -> onnx_export.ParityResult:
+    """Fail the job unless ONNX Runtime matches fastai's probabilities on the same input tensors."""
+    result = onnx_export.compare(inputs.fastai_probs, onnx_export.onnx_probabilities(session, inputs.images))
+    if not result.ok:
+        raise JobFailure(
+            f"ONNX parity check failed: max |fastai - onnxruntime| = {result.max_abs_diff:.2e} over "
+            f"{result.n_images} validation images, above the tolerance {result.tolerance:.0e}."
+        )
+    return result
+
+
+def check_reference_preprocessing(session: InferenceSession, inputs: ParityInputs, img_size: int) -> dict:
+    """Fail the job unless the PIL+numpy recipe of model.json reproduces fastai's model input."""
+    reference = preprocess.preprocess_files(inputs.paths, img_size)
+    diff = float(np.abs(reference - inputs.images).max())
+    if diff > PREPROCESSING_TOLERANCE:
+        raise JobFailure(
+            "The documented preprocessing does not reproduce fastai's validation input "
+            f"(max diff {diff:.2e}); model.json would mislead the inference side."
+        )
+    # What the inference side will see: ONNX on the recipe's output against fastai's own prediction.
+    end_to_end = onnx_export.compare(inputs.fastai_probs, onnx_export.onnx_probabilities(session, reference))
+    return {"max_abs_diff": diff, "probabilities_max_abs_diff": end_to_end.max_abs_diff,
+            "n_images": len(inputs.paths), "tolerance": PREPROCESSING_TOLERANCE, "ok": True}
+
+
+def onnx_io(img_size: int, n_classes: int) -> dict:
+    """The ONNX interface block of model.json."""
+    return {
+        "input": onnx_export.INPUT_NAME, "input_shape": ["batch", 3, img_size, img_size],
+        "output": onnx_export.OUTPUT_NAME, "output_shape": ["batch", n_classes],
+        "dtype": "float32", "opset": onnx_export.OPSET, "softmax_in_graph": True,
+    }
+
+
+def dataset_summary(plan: DatasetPlan, dataset_uri: str | None, train_dir: Path,
+                    env: Mapping[str, str]) -> dict:
+    """The dataset block of model.json."""
+    excluded: dict[str, int] = {}
+    for reason in plan.excluded.values():
+        excluded[reason] = excluded.get(reason, 0) + 1
+    return {
+        "uri": dataset_uri or env.get("IMGCLF_DATASET_S3_PREFIX") or str(train_dir),
+        "manifest_sha256": plan.manifest_sha256,
+        "n_train": len(plan.train),
+        "n_valid": len(plan.valid),
+        "skipped": len(plan.skipped),
+        "excluded": excluded,
+        "ignored_labels": plan.ignored_labels,
+        "split": plan.split_mode,
+    }
+
+
+def summary_metrics(metrics: dict) -> dict:
+    """The metrics block of model.json: the headline numbers, details stay in metrics.json."""
+    keys = ("error_rate", "accuracy", "valid_loss", "n_train", "n_valid", "per_class")
+    summary = {k: metrics[k] for k in keys}
+    summary["epochs"] = len(metrics["epochs"])
+    summary["train_loss"] = metrics["train_loss_per_epoch"][-1] if metrics["epochs"] else None
+    return summary
