@@ -11,6 +11,7 @@ import time
 from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -29,11 +30,15 @@ from imgclf.settings import get_settings
 
 from . import classify as classifying
 from . import datasets, openapi, predictions, training, uploads
+from . import edits as dataset_edits
 from .errors import ApiError, from_project_error
 from .launcher import Launcher
 from .schemas import (
+    MAX_EDITS,
     ActiveModelInfo,
     ClassifyResponse,
+    DatasetEditsRequest,
+    DatasetEditsResponse,
     DatasetRequest,
     DatasetStarted,
     DatasetSummary,
@@ -103,20 +108,47 @@ def use_launcher(launcher: Launcher | None) -> None:
     _launcher, _built = launcher, None
 
 
-# ---------------------------------------------------------------- the page and the document
+# ---------------------------------------------------------------- the pages and the document
 @app.get("/", summary="The upload page", tags=["page"], security=openapi.PUBLIC,
          responses=openapi.PAGE_RESPONSES)
 def page() -> Response[str]:
+    return _html_response("page.html", img_src="'self' blob: data:", form_action="'none'")
+
+
+@app.get("/review", summary="The review page: look through a run's top losses and clean its dataset",
+         description="Takes ?run={run id}. Its data routes (GET /training-runs/{id}, .../review and POST "
+                     "/datasets/{name}/edits) are IAM routes: in AWS a browser needs an authenticating proxy.",
+         tags=["page"], security=openapi.PUBLIC, responses=openapi.PAGE_RESPONSES)
+def review_page() -> Response[str]:
+    # The thumbnails are presigned S3 links: the policy lets images come from there and nowhere else.
+    return _html_response("review.html", img_src=" ".join(filter(None, ("'self' data:", _thumbnail_origin()))),
+                          form_action="'self'")
+
+
+def _html_response(name: str, *, img_src: str, form_action: str) -> Response[str]:
+    """A page under a strict policy: only its own nonce'd script and style, requests to its own origin."""
     nonce = secrets.token_urlsafe(16)
-    csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self' blob: data:; "
-           "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src {img_src}; "
+           f"connect-src 'self'; base-uri 'none'; form-action {form_action}; frame-ancestors 'none'")
     return Response(
         status_code=200,
         content_type="text/html; charset=utf-8",
-        body=_page_html().replace("{{nonce}}", nonce),
+        body=_page_html(name).replace("{{nonce}}", nonce),
         headers={"Content-Security-Policy": csp, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
                  "Referrer-Policy": "no-referrer"},
     )
+
+
+def _thumbnail_origin() -> str:
+    """scheme://host of the presigned links to dataset images (a signature only: no request is made)."""
+    try:
+        s = services()
+        url = training.presign_get(s.s3, s.settings.data_bucket, f"{s.settings.dataset_prefix}origin.jpg", 60)
+    except Exception:  # the page still works, without thumbnails
+        logger.warning("no origin for the review page's thumbnails", exc_info=True)
+        return ""
+    split = urlsplit(url)
+    return f"{split.scheme}://{split.netloc}" if split.scheme in ("http", "https") and split.netloc else ""
 
 
 @app.get("/openapi.json", include_in_schema=False)
@@ -126,8 +158,11 @@ def openapi_json() -> Response[str]:
 
 
 @cache
-def _page_html() -> str:
-    return pathlib.Path(__file__).with_name("page.html").read_text(encoding="utf-8")
+def _page_html(name: str) -> str:
+    """A page of this package with the shared stylesheet (common.css) in place of its marker."""
+    here = pathlib.Path(__file__).parent
+    common = (here / "common.css").read_text(encoding="utf-8")
+    return (here / name).read_text(encoding="utf-8").replace("/* {{common.css}} */", common.strip())
 
 
 @cache
@@ -223,6 +258,26 @@ def get_dataset(name: Annotated[str, Path()]) -> DatasetSummary:
                                                      s.settings.dataset_prefix))
 
 
+@app.post("/datasets/<name>/edits", summary="Delete, relabel or keep images of a dataset: the review's decisions",
+          description=f"At most {MAX_EDITS} edits per request, applied in order; each has its own "
+                      "result, so an image deleted or moved already fails alone (not_found). Every applied edit "
+                      "is recorded in the manifest with who made it, which changes the dataset version.",
+          tags=["datasets"],
+          responses=openapi.responses(
+              200, DatasetEditsResponse, "Every edit's outcome and the dataset's new version", 400, 404, 415, 503,
+              e400="An edit's key is not under datasets/{name}/ (invalid_key; nothing is applied), or the body "
+                   "cannot be read (invalid_json)",
+              e404="No such dataset"))
+def edit_dataset(name: Annotated[str, Path()],
+                 request: Annotated[DatasetEditsRequest, Body()]) -> DatasetEditsResponse:
+    s = services()
+    dataset = _existing_name("dataset", name)
+    dataset_edits.check_keys(request.edits, dataset, s.settings.dataset_prefix)
+    return DatasetEditsResponse(**dataset_edits.apply_edits(
+        s.s3, s.settings.data_bucket, dataset, request.edits, by=request.by or _caller("anonymous"),
+        root=s.settings.dataset_prefix))
+
+
 # ---------------------------------------------------------------- training runs
 @app.post("/training-runs", summary="Train a model on a collected dataset", tags=["training"], status_code=202,
           responses=openapi.responses(202, TrainingRun, "The run is recorded and its pipeline started",
@@ -305,10 +360,10 @@ def _active_info(active, by: str) -> ActiveModelInfo:
                            promoted_by=by, classes=active.classes)
 
 
-def _caller() -> str:
-    """Who signed the request (IAM routes), for the registry's promoted_by."""
+def _caller(default: str = "api") -> str:
+    """Who signed the request (IAM routes), for the registry's promoted_by and the datasets' audit trail."""
     identity = app.current_event.request_context.identity
-    return identity.user_arn or identity.caller or "api"
+    return identity.user_arn or identity.caller or default
 
 
 def _existing_name(kind: str, value: str) -> str:

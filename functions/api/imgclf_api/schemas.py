@@ -154,6 +154,8 @@ class ReviewItem(BaseModel):
     actual_probability: float | None = None
     loss: float | None = None
     kind: str = Field(description="wrong: confidently misclassified; uncertain: least confident of the rest")
+    s3_key: str | None = Field(None, description="The image's key in the run's dataset, what POST "
+                                                 "/datasets/{name}/edits takes; null when it is not inside it")
     thumbnail_url: str | None = Field(None, description="Presigned GET URL of the dataset image")
 
 
@@ -202,6 +204,72 @@ class DatasetSummary(BaseModel):
     manifest_key: str
     last_report: dict[str, Any] | None = Field(None, description="The latest collection report, without "
                                                                  "its per-image lists")
+
+
+MAX_EDITS = 100
+
+
+class DatasetEdit(Strict):
+    """One decision of the review: drop the image, move it to another label, or keep it as it is."""
+
+    key: str = Field(min_length=1, max_length=1024, description="The image's key, under datasets/{name}/",
+                     examples=["datasets/ants-bees/bees/bees-3f9a0c1d2e4b.jpg"])
+    action: Literal["delete", "relabel", "keep"]
+    label: Label | None = Field(None, description="The new label (relabel only)")
+    reason: str = Field("", max_length=500, description="Why, for the audit trail")
+
+    @model_validator(mode="after")
+    def _label_fits_the_action(self) -> DatasetEdit:
+        if self.action == "relabel" and not self.label:
+            raise ValueError("relabel needs the new label")
+        if self.action != "relabel" and self.label is not None:
+            raise ValueError(f"label is only for relabel, not {self.action}")
+        return self
+
+
+class DatasetEditsRequest(Strict):
+    edits: list[DatasetEdit] = Field(min_length=1, max_length=MAX_EDITS)
+    by: str | None = Field(None, min_length=1, max_length=200,
+                           description="Who decides; defaults to the caller's IAM identity")
+
+    @model_validator(mode="after")
+    def _one_edit_per_image(self) -> DatasetEditsRequest:
+        if len({edit.key for edit in self.edits}) != len(self.edits):
+            raise ValueError("each image may be edited once per request")
+        return self
+
+
+class EditRecord(BaseModel):
+    """The audit record the edit appended to the manifest."""
+
+    edit: Literal["delete", "relabel", "keep"]
+    sha256: str
+    key: str = Field(description="Where the image was")
+    label: str = Field(description="Its label before the edit")
+    to_label: str | None = Field(None, description="The new label (relabel)")
+    to_key: str | None = Field(None, description="Where the image is now (relabel)")
+    by: str
+    at: str
+    reason: str = ""
+
+
+class EditResult(BaseModel):
+    index: int = Field(description="The edit's position in the request")
+    key: str
+    action: str
+    status: Literal["applied", "failed", "skipped"] = Field(
+        description="skipped: not tried, because S3 failed on an earlier edit or the request ran out of time")
+    record: EditRecord | None = Field(None, description="The audit record, when applied")
+    error: ErrorDetail | None = Field(None, description="Why it was not applied (not_found, conflict, ...)")
+
+
+class DatasetEditsResponse(BaseModel):
+    dataset: str
+    version: str | None = Field(description="sha256 of the manifest after the edits, the version the next run "
+                                            "records; null when it could not be read back")
+    applied: int
+    failed: int = Field(description="Edits not applied, skipped ones included")
+    results: list[EditResult] = Field(description="One per edit, in the request's order")
 
 
 # ---------------------------------------------------------------- models

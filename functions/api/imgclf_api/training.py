@@ -75,7 +75,8 @@ def report_links(s3, bucket: str, run_id: str, *, models_root: str = "models/",
 
 def review_items(s3, bucket: str, run: dict[str, Any], *, models_root: str = "models/",
                  datasets_root: str = "datasets/", expires_in: int = LINK_EXPIRES_S) -> list[dict[str, Any]]:
-    """top_losses.json of a run, each image with a presigned link to look at it."""
+    """top_losses.json of a run, each image with its key in the run's dataset (None when the entry points
+    outside it) and a presigned link to look at it."""
     key = report_prefix(run["run_id"], models_root) + "top_losses.json"
     try:
         with s3_errors(f"read {key}"):
@@ -87,7 +88,8 @@ def review_items(s3, bucket: str, run: dict[str, Any], *, models_root: str = "mo
         if not isinstance(entry, dict) or not {"path", "actual", "predicted", "probability"} <= set(entry):
             continue
         image_key = _dataset_image_key(entry, bucket, run.get("dataset", ""), datasets_root)
-        items.append({**entry, "thumbnail_url": presign_get(s3, bucket, image_key, expires_in) if image_key else None})
+        items.append({**entry, "s3_key": image_key,
+                      "thumbnail_url": presign_get(s3, bucket, image_key, expires_in) if image_key else None})
     return items
 
 

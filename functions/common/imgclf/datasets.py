@@ -8,9 +8,9 @@ by whom:
     {"edit": "relabel", "sha256", "key", "label", "to_label", "to_key", "by", "at", "reason"}
     {"edit": "keep",    "sha256", "key", "label", "by", "at", "reason"}
 
-An edit moves the object first and records it second: the folders under the dataset prefix are what the
-training job reads, and the manifest's sha256 is the dataset version a run records, so every run can be
-traced to exactly the data it saw.
+An edit moves the object first and records it second, by a conditional append that admits only one of
+two concurrent edits of an image: the folders under the dataset prefix are what the training job reads,
+and the manifest's sha256 is the dataset version a run records, so every run can be traced to its data.
 """
 
 from __future__ import annotations
@@ -103,29 +103,50 @@ class Dataset:
         raise NotFound(f"{key!r} is not an image of dataset {self.name!r} (deleted or moved already?)")
 
     def edit(self, key: str, action: str, *, by: str, label: str | None = None, reason: str = "") -> dict:
-        """Delete, relabel or keep one image; the object moves first, then the manifest records the edit."""
+        """Delete, relabel or keep one image: the object moves, then the manifest records the edit."""
         if action not in EDITS:
             raise ValueError(f"edit must be one of {', '.join(EDITS)}, not {action!r}")
-        image = self._find(key)
-        record = {"edit": action, "sha256": image.sha256, "key": image.key, "label": image.label,
-                  "by": by or "unknown", "at": now_iso(), "reason": reason}
         if action == "relabel":
             if not label:
                 raise ValueError("relabel needs the new label")
             label = keys.check_name("label", label)
+        image = self._find(key)
+        record = {"edit": action, "sha256": image.sha256, "key": image.key, "label": image.label,
+                  "by": by or "unknown", "at": now_iso(), "reason": reason}
+        if action == "relabel":
             if label == image.label:
                 raise Conflict(f"{key!r} is labelled {label!r} already")
-            to_key = keys.dataset_image_key(self.name, label, image.sha256, self.root)
-            self._move(image.key, to_key)
-            record.update(to_label=label, to_key=to_key)
+            record.update(to_label=label, to_key=keys.dataset_image_key(self.name, label, image.sha256, self.root))
+
+        def plan(existing: list[dict]) -> list[dict]:
+            # Checked again against the manifest this append replaces: of two concurrent edits of one image,
+            # the conditional write records exactly one.
+            current = current_images(existing).get(image.sha256)
+            if current is None or current.key != image.key:
+                raise NotFound(f"{key!r} was edited by someone else just now")
+            return [record]
+
+        # The object moves first: a failure here leaves the manifest untouched and the edit can be retried.
+        if action == "relabel":
+            self._move(image.key, record["to_key"])
         elif action == "delete":
             self._delete(image.key)
-        self.manifest.append(lambda existing: [record])
+        try:
+            self.manifest.append(plan)
+        except NotFound:
+            if action == "relabel":
+                self._delete(record["to_key"])  # the other edit won; do not leave a stray copy behind
+            raise
         return record
 
     def _move(self, source: str, target: str) -> None:
-        self.s3.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source},
-                            MetadataDirective="COPY")
+        try:
+            self.s3.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source},
+                                MetadataDirective="COPY")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                raise NotFound(f"{source!r} was edited by someone else just now") from exc
+            raise
         self._delete(source)
 
     def _delete(self, key: str) -> None:

@@ -77,3 +77,19 @@ def test_ambiguous_images_are_counted_apart():
     ]
     images = current_images(records)
     assert not images["a"].ambiguous and images["b"].ambiguous
+
+
+def test_of_two_concurrent_edits_of_one_image_only_one_is_recorded(dataset):
+    # GIVEN an editor that looked the image up before another editor deleted it
+    data, s3, keys = dataset
+    stale = data._find(keys[0])
+    Dataset(s3, BUCKET, "obama").edit(keys[0], "delete", by="alice")
+    data._find = lambda key: stale
+
+    # WHEN the slower editor relabels it
+    with pytest.raises(NotFound, match="someone else"):
+        data.edit(keys[0], "relabel", by="bob", label="sad")
+
+    # THEN only the deletion is recorded and the relabel left no copy behind
+    assert [r["edit"] for r in data.records() if r.get("edit")] == ["delete"]
+    assert not any(k.startswith("datasets/obama/sad/sad-" + stale.sha256[:12]) for k in _listed(s3))
