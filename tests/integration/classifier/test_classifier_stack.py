@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import pytest
 
 from imgclf import ddb
-from imgclf.registry import ModelRegistry
 from imgclf_local.stack import LocalStack
+from tests.support.models import publish_model
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +19,7 @@ def stack(tmp_path_factory):
 @pytest.fixture(scope="module")
 def promoted(stack, integration_model):
     """The tiny model uploaded to the stack's bucket and promoted in its registry."""
-    s3 = stack.client("s3")
-    artifacts = {}
-    for name in ("model.json", "model.onnx"):
-        body = (integration_model / name).read_bytes()
-        s3.put_object(Bucket=stack.bucket(), Key=f"models/run-1/{name}", Body=body)
-        artifacts[name] = hashlib.sha256(body).hexdigest()
-    classes = json.loads((integration_model / "model.json").read_text())["classes"]
-    registry = ModelRegistry(stack.table("ModelsTable"))
-    registry.register("run-1", artifacts=artifacts, metrics={"error_rate": 0.1}, classes=classes)
-    registry.promote("run-1")
-    return "run-1"
+    return publish_model(stack, integration_model, "run-1")
 
 
 def record_of(stack, key: str) -> dict | None:

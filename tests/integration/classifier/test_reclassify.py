@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import pytest
 
 from imgclf import ddb
-from imgclf.registry import ModelRegistry
 from imgclf_local.stack import LocalStack
+from tests.support.models import publish_model
 
 
 @pytest.fixture(scope="module")
@@ -19,27 +16,13 @@ def stack(tmp_path_factory):
         yield stack
 
 
-def publish(stack, model_dir, version: str) -> None:
-    """Upload a model's files as a version and promote it."""
-    s3 = stack.client("s3")
-    artifacts = {}
-    for name in ("model.json", "model.onnx"):
-        body = (model_dir / name).read_bytes()
-        s3.put_object(Bucket=stack.bucket(), Key=f"models/{version}/{name}", Body=body)
-        artifacts[name] = hashlib.sha256(body).hexdigest()
-    registry = ModelRegistry(stack.table("ModelsTable"))
-    classes = json.loads((model_dir / "model.json").read_text())["classes"]
-    registry.register(version, artifacts=artifacts, metrics={"error_rate": 0.1}, classes=classes)
-    registry.promote(version, force=True)
-
-
 def records(stack, keys: list[str]) -> list[dict]:
     return [ddb.get_item(stack.table("PredictionsTable"), {"image": f"s3://{stack.bucket()}/{k}"}) for k in keys]
 
 
 def test_reclassification_moves_every_upload_to_the_new_model_once(stack, integration_model, photo_jpeg):
     # GIVEN uploads classified by a first model, and one that is not an image
-    publish(stack, integration_model, "v1")
+    publish_model(stack, integration_model, "v1")
     keys = [f"uploads/backfill/{i}.jpg" for i in range(12)]
     for key in keys:
         stack.client("s3").put_object(Bucket=stack.bucket(), Key=key, Body=photo_jpeg)
@@ -48,7 +31,7 @@ def test_reclassification_moves_every_upload_to_the_new_model_once(stack, integr
     before = {r["image"]: r for r in records(stack, keys)}
 
     # WHEN a second model is promoted and the reclassification runs, twice
-    publish(stack, integration_model, "v2")
+    publish_model(stack, integration_model, "v2")
     first = stack.state_machine("ReclassifyMachine").execute({})
     machine = stack.state_machine("ReclassifyMachine")
     machine.execute({})
