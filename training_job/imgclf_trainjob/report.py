@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # training containers have no display
 import matplotlib.pyplot as plt  # noqa: E402 - must follow the backend choice
 import numpy as np  # noqa: E402
 from fastai.learner import Learner  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from imgclf_trainjob.learner import TrainHistory  # noqa: E402
@@ -130,7 +131,7 @@ def top_losses(ev: Evaluation, k: int, s3: tuple[str, str] | None = None) -> lis
 def plot_confusion_matrix(counts: np.ndarray, classes: list[str], path: Path) -> None:
     """Save the confusion matrix as an annotated heat map."""
     size = max(4.0, 0.6 * len(classes) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = plt.subplots(figsize=(size, size), layout="constrained")
     ax.imshow(counts, cmap="Blues")
     ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="Predicted", ylabel="Actual",
            title="Confusion matrix (validation)")
@@ -145,7 +146,7 @@ def plot_confusion_matrix(counts: np.ndarray, classes: list[str], path: Path) ->
 
 def plot_learning_curve(history: TrainHistory, path: Path) -> None:
     """Save the smoothed training loss per batch with validation loss and error rate per epoch."""
-    fig, (loss_ax, err_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (loss_ax, err_ax) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     n_epochs = len(history.epochs)
     loss_ax.plot(range(1, len(history.batch_losses) + 1), history.batch_losses, label="train (smoothed)")
     if n_epochs:
@@ -156,6 +157,7 @@ def plot_learning_curve(history: TrainHistory, path: Path) -> None:
     loss_ax.set(xlabel="batch", ylabel="loss", title="Loss")
     loss_ax.legend()
     err_ax.set(xlabel="epoch", ylabel="error rate", title="Validation error rate")
+    err_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, path)
 
 
@@ -164,7 +166,8 @@ def plot_top_losses(entries: list[dict], root: Path, path: Path) -> None:
     shown = entries[:MAX_PLOTTED]
     cols = max(1, min(4, len(shown)))
     rows = max(1, math.ceil(len(shown) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, entry in zip(axes.flat, shown, strict=False):
@@ -182,7 +185,6 @@ def plot_top_losses(entries: list[dict], root: Path, path: Path) -> None:
 def _save(fig, path: Path) -> None:
     """Write a figure as PNG and free it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
