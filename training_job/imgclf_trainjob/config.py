@@ -226,10 +226,15 @@ def _paths(args: argparse.Namespace, env: Mapping[str, str]) -> JobPaths:
     train = args.train or Path(env.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
     model_dir = args.model_dir or Path(env.get("SM_MODEL_DIR", "/opt/ml/model"))
     output_data_dir = args.output_data_dir or Path(env.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
-    failure_file = failure_file_path(env, args.output_data_dir and args.output_data_dir.absolute())
-    # Absolute, because fastai resolves file names against the learner's own working folder.
-    return JobPaths(train=train.absolute(), model_dir=model_dir.absolute(),
-                    output_data_dir=output_data_dir.absolute(), failure_file=failure_file.absolute())
+    failure_file = failure_file_path(env, args.output_data_dir and _absolute(args.output_data_dir))
+    return JobPaths(train=_absolute(train), model_dir=_absolute(model_dir),
+                    output_data_dir=_absolute(output_data_dir), failure_file=_absolute(failure_file))
+
+
+def _absolute(path: Path) -> Path:
+    """An absolute, normalised path (fastai resolves relative names against the learner's own folder)."""
+    # abspath rather than resolve(): a symlinked channel keeps the name it was given.
+    return Path(os.path.abspath(path))
 
 
 def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> JobConfig:
