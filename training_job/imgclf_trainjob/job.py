@@ -82,7 +82,7 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     preprocessing_check = check_reference_preprocessing(session, inputs, hp.img_size)
     model_json = artifacts.build_model_json(
         classes=list(learn.dls.vocab), arch=hp.arch, img_size=hp.img_size, mean=arch.mean, std=arch.std,
-        preprocessing=preprocess.preprocessing_spec(hp.img_size),
+        preprocessing=preprocess.preprocessing_spec(hp.img_size, aug=hp.aug),
         onnx_io=onnx_io(hp.img_size, len(learn.dls.vocab)),
         artifacts={EXPORT_PKL: model_dir / EXPORT_PKL, MODEL_ONNX: onnx_path},
         dataset=dataset_summary(plan, hp.dataset_uri, paths.train, env),

@@ -24,10 +24,14 @@ def valid_geometry(img_size: int,
     return resized, (offset, offset, offset + img_size, offset + img_size)
 
 
-def preprocessing_spec(img_size: int, val_xtra: float = DEFAULT_VAL_XTRA) -> dict:
+AUG_NOTE = ("fastai's aug_transforms also pass validation batches through an identity affine warp "
+            "(grid_sample), moving values by ~1e-5; the steps here leave it out")
+
+
+def preprocessing_spec(img_size: int, val_xtra: float = DEFAULT_VAL_XTRA, aug: bool = False) -> dict:
     """The preprocessing block of model.json: enough to reproduce the model's input bit for bit."""
     resized, box = valid_geometry(img_size, val_xtra)
-    return {
+    spec = {
         "recipe": RECIPE,
         "img_size": img_size,
         "decode": "PIL.Image.open(...).convert('RGB'); EXIF orientation NOT applied; alpha dropped",
@@ -52,6 +56,9 @@ def preprocessing_spec(img_size: int, val_xtra: float = DEFAULT_VAL_XTRA) -> dic
             "x = x.transpose(2, 0, 1)[None]  # NCHW, batch axis first",
         ],
     }
+    if aug:
+        spec["note"] = AUG_NOTE
+    return spec
 
 
 def load_rgb(path: Path) -> Image.Image:

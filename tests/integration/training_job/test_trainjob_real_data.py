@@ -37,6 +37,8 @@ def test_efficientnet_lite0_offline_weights_on_own_split(ants_bees_subset, tmp_p
     assert model["normalization"]["mean"] == [0.5, 0.5, 0.5]
     assert model["onnx_parity"]["ok"] and model["onnx_parity"]["n_images"] == 2 * PER_SPLIT
     assert model["dataset"]["split"] == "folders"
+    # Without aug_transforms the documented recipe is fastai's input up to float rounding.
+    assert "note" not in model["preprocessing"] and model["preprocessing_check"]["max_abs_diff"] < 1e-6
     split = json.loads((tmp_path / "output" / "data" / "split.json").read_text())
     valid_files = ants_bees_subset.glob("valid/*/*.jpg")
     linked = sorted(p.relative_to(ants_bees_subset).as_posix() for p in valid_files)

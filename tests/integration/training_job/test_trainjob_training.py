@@ -76,6 +76,7 @@ def test_model_json_schema_and_digests(run, model_json):
     parity = model_json["onnx_parity"]
     assert parity["ok"] is True and parity["tolerance"] == 1e-4 and parity["max_abs_diff"] <= 1e-4
     assert parity["n_images"] == model_json["dataset"]["n_valid"]
+    assert "identity affine warp" in pre["note"]
     check = model_json["preprocessing_check"]
     assert check["ok"] and check["max_abs_diff"] <= 1e-3 and check["probabilities_max_abs_diff"] <= 1e-4
     assert model_json["hyperparameters"]["bs"] == 8 and model_json["hyperparameters"]["epochs"] == 1
