@@ -8,10 +8,18 @@ CHECKOV_VENV := .tools/checkov
 SAM_CLI_VERSION := 1.170.0
 CHECKOV_VERSION := 3.3.30
 STAGE ?= dev
-export AWS_DEFAULT_REGION ?= us-east-1
+STACK ?= imgclf-$(STAGE)
+# Deploys go to the AWS profile's region unless REGION is given; nothing here overrides it.
+REGION ?=
+# More sam deploy parameter overrides, e.g. PARAMS="AlarmEmail=ops@example.com RequireApiKey=true".
+PARAMS ?=
+# 1: sam build in the Lambda build containers (needs only Docker); 0: needs the functions' Python on PATH.
+BUILD_IN_CONTAINER ?= 1
+# The offline lint gates need some region to translate ARNs; they create nothing.
+LINT_REGION := AWS_DEFAULT_REGION=us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv tools browser lint test test-fast local demo bench deploy image-smoke lock clean
+.PHONY: help venv tools browser lint test test-fast local demo bench preflight deploy image-smoke lock clean
 
 help:
 	@echo "make demo    the whole pipeline on the embedded local stack (DEMO_DATA=path for your own images)"
@@ -19,7 +27,8 @@ help:
 	@echo "make lint    ruff, bandit, cfn-lint, sam validate --lint, checkov"
 	@echo "make local   the embedded local stack in the foreground"
 	@echo "make bench   every benchmark under bench/"
-	@echo "make deploy  sam build and sam deploy (STAGE=$(STAGE))"
+	@echo "make preflight  check the AWS account and this machine before a deploy (STAGE=$(STAGE))"
+	@echo "make deploy  preflight, sam build and sam deploy (STAGE=$(STAGE) STACK=$(STACK) REGION=... PARAMS=...)"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
@@ -49,8 +58,8 @@ lint: venv tools
 	$(VENV)/bin/hadolint functions/classifier/Dockerfile training_job/Dockerfile
 	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 	$(VENV)/bin/cfn-lint template.yaml
-	$(SAM_VENV)/bin/sam validate --lint --template template.yaml
-	$(PY) scripts/sam_transform.py --out build/template.transformed.json
+	$(LINT_REGION) $(SAM_VENV)/bin/sam validate --lint --template template.yaml
+	$(LINT_REGION) $(PY) scripts/sam_transform.py --out build/template.transformed.json
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
 		-f build/template.transformed.json
@@ -72,10 +81,16 @@ demo: venv
 bench: venv
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-deploy: tools
-	$(SAM_VENV)/bin/sam build --template template.yaml
-	$(SAM_VENV)/bin/sam deploy --config-env $(if $(filter prod,$(STAGE)),prod,default) \
-		--parameter-overrides Stage=$(STAGE)
+preflight: venv
+	$(VENV)/bin/imgclf preflight --stage $(STAGE) --stack-name $(STACK) $(if $(REGION),--region $(REGION)) \
+		$(if $(filter 0,$(BUILD_IN_CONTAINER)),--no-build-in-container) \
+		$(if $(strip $(PARAMS)),--parameter-overrides $(PARAMS))
+
+deploy: tools preflight
+	$(SAM_VENV)/bin/sam build --template template.yaml $(if $(filter 1,$(BUILD_IN_CONTAINER)),--use-container,--no-use-container) \
+		$(if $(REGION),--region $(REGION))
+	$(SAM_VENV)/bin/sam deploy --config-env $(if $(filter prod,$(STAGE)),prod,default) --stack-name $(STACK) \
+		$(if $(REGION),--region $(REGION)) --parameter-overrides Stage=$(STAGE) $(PARAMS)
 
 image-smoke:
 	scripts/image-smoke.sh

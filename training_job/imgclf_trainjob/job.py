@@ -16,7 +16,7 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from onnxruntime import InferenceSession
 
-from imgclf_trainjob import artifacts, learner, onnx_export, preprocess, report
+from imgclf_trainjob import artifacts, hardware, learner, onnx_export, preprocess, report
 from imgclf_trainjob.config import JobConfig
 from imgclf_trainjob.dataset import DatasetPlan, prepare_dataset
 from imgclf_trainjob.errors import JobFailure
@@ -53,6 +53,8 @@ def run_id_for(hp_run_id: str | None, env: Mapping[str, str]) -> str:
 def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     """Train, report, export and verify; return model.json's content (also written to the model dir)."""
     hp, paths = config.hp, config.paths
+    hardware.require_cuda_on_gpu_instances(env, cuda_available=torch.cuda.is_available(),
+                                           cuda_version=torch.version.cuda)
     log.info("Hyperparameters: %s", hp.as_dict())
     arch = learner.resolve_arch(hp.arch)
     weights = resolve_weights(hp.weights, hp.arch, hp.pretrained)

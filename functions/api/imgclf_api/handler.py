@@ -109,7 +109,7 @@ def use_launcher(launcher: Launcher | None) -> None:
 
 
 # ---------------------------------------------------------------- the pages and the document
-@app.get("/", summary="The upload page", tags=["page"], security=openapi.PUBLIC,
+@app.get("/", summary="The upload page", tags=["page"], security=openapi.OPEN,
          responses=openapi.PAGE_RESPONSES)
 def page() -> Response[str]:
     return _html_response("page.html", img_src="'self' blob: data:", form_action="'none'")
@@ -118,7 +118,7 @@ def page() -> Response[str]:
 @app.get("/review", summary="The review page: look through a run's top losses and clean its dataset",
          description="Takes ?run={run id}. Its data routes (GET /training-runs/{id}, .../review and POST "
                      "/datasets/{name}/edits) are IAM routes: in AWS a browser needs an authenticating proxy.",
-         tags=["page"], security=openapi.PUBLIC, responses=openapi.PAGE_RESPONSES)
+         tags=["page"], security=openapi.OPEN, responses=openapi.PAGE_RESPONSES)
 def review_page() -> Response[str]:
     # The thumbnails are presigned S3 links: the policy lets images come from there and nowhere else.
     return _html_response("review.html", img_src=" ".join(filter(None, ("'self' data:", _thumbnail_origin()))),

@@ -14,6 +14,8 @@ from .schemas import IMAGE_MEDIA_TYPES, ClassifyJsonRequest, ErrorResponse
 MANAGEMENT = [{"sigv4": []}]
 # No requirement ({}), or the usage plan's API key where the stack is deployed with RequireApiKey=true.
 PUBLIC = [{}, {"api_key": []}]
+# Pages a browser opens: never a key, since a browser sends none when it opens a page.
+OPEN: list[dict] = [{}]
 SECURITY_SCHEMES = {
     "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
               "description": "AWS Signature Version 4 (IAM) of the execute-api service"},
