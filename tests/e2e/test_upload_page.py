@@ -100,3 +100,41 @@ def test_a_file_that_is_not_a_photo_gets_an_explained_refusal(api_stack, browser
     alert = browser.find_element(By.CSS_SELECTOR, "#error[role=alert]")
     assert "could not be read as a photo" in alert.text
     assert not browser.find_element(By.ID, "answer").is_displayed()
+
+
+# API Gateway's answer when a usage-plan key is required and missing (template: RequireApiKey=true). The
+# embedded stack does not enforce keys, so the page's fetch is wrapped to answer as API Gateway does.
+REQUIRE_KEY = """
+window.sentKeys = [];
+const realFetch = window.fetch.bind(window);
+window.fetch = (url, init = {}) => {
+  const key = (init.headers || {})["x-api-key"];
+  if (String(url).endsWith("classify") && !key) {
+    const body = JSON.stringify({error: {code: "API_KEY", message: "Forbidden"}});
+    return Promise.resolve(new Response(body, {status: 403, headers: {"Content-Type": "application/json"}}));
+  }
+  window.sentKeys.push(key);
+  return realFetch(url, init);
+};
+"""
+
+
+def test_where_the_api_needs_a_key_the_page_asks_for_it_and_sends_it(api_stack, browser, real_photos):
+    # GIVEN the page of a stack that requires an API key on /classify
+    browser.set_window_size(*DESKTOP)
+    browser.get(f"{api_stack.api.url}/")
+    browser.execute_script("sessionStorage.clear();" + REQUIRE_KEY)
+    assert not browser.find_element(By.ID, "api-key-row").is_displayed()
+
+    # WHEN a photo is sent without a key, then the key is entered and the photo sent again
+    classify_in_page(browser, real_photos[0])
+    asked = browser.find_element(By.ID, "error").text
+    key_field = browser.find_element(By.ID, "api-key")
+    key_field.send_keys("k3y-from-ops", Keys.TAB)
+    classify_in_page(browser, real_photos[0])
+
+    # THEN the page said what was missing, showed the field, and the second request carried the key
+    assert "needs a key" in asked
+    assert browser.find_element(By.ID, "api-key-row").is_displayed()
+    assert browser.execute_script("return window.sentKeys") == ["k3y-from-ops"]
+    assert browser.find_element(By.ID, "result-label").text
