@@ -56,7 +56,7 @@ lint: venv tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/bandit --quiet -c pyproject.toml -r functions training_job
 	$(VENV)/bin/hadolint functions/classifier/Dockerfile training_job/Dockerfile
-	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
+	$(VENV)/bin/shellcheck scripts/*.sh .ci/run training_job/bin/train
 	$(VENV)/bin/cfn-lint template.yaml
 	$(LINT_REGION) $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(LINT_REGION) $(PY) scripts/sam_transform.py --out build/template.transformed.json

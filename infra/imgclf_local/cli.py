@@ -16,6 +16,8 @@ PLUGINS = (
     "imgclf_training.cli",
     "imgclf_local.demo",
     "imgclf_local.pipeline",
+    "imgclf_local.preflight",
+    "imgclf_local.teardown",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
+import subprocess  # nosec B404  # runs nvidia-smi only, with a fixed argument list
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
