@@ -15,7 +15,9 @@ revision="$(git rev-parse --short=12 HEAD)$(git diff --quiet || echo -dirty)"
 aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry"
 build_args=()
 if [[ -n "${BASE_IMAGE:-}" ]]; then build_args+=(--build-arg "BASE_IMAGE=${BASE_IMAGE}"); fi
-docker build --platform linux/amd64 "${build_args[@]}" -t "${registry}/${repository}:${revision}" -f training_job/Dockerfile training_job
+# The context is the repository root (the image takes the manifest schema from functions/common); BuildKit
+# reads training_job/Dockerfile.dockerignore, which sends only what the Dockerfile copies.
+docker build --platform linux/amd64 "${build_args[@]}" -t "${registry}/${repository}:${revision}" -f training_job/Dockerfile .
 docker tag "${registry}/${repository}:${revision}" "${registry}/${repository}:latest"
 docker push "${registry}/${repository}:${revision}"
 docker push "${registry}/${repository}:latest"

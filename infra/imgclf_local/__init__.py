@@ -1,1 +1,1 @@
-"""The embedded local stack and the `imgclf` command line: imgclf on one machine, wired from template.yaml."""
+"""The embedded local stack: the AWS services template.yaml uses, emulated on one machine and wired from it."""

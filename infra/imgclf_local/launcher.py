@@ -24,8 +24,7 @@ class LocalLauncher:
         return request_id
 
     def start_pipeline(self, name: str, execution_input: dict[str, Any]) -> str:
-        machine = self.stack.state_machine("TrainingPipeline")
-        self._background(name, lambda: machine.execute(execution_input, name=name))
+        self._background(name, lambda: self.stack.run_state_machine("TrainingPipeline", execution_input, name=name))
         return f"arn:aws:states:local:execution:{name}"
 
     def _background(self, name: str, work) -> None:

@@ -19,10 +19,14 @@ from .apigw import ApiServer, Router
 from .lambda_runtime import invoke as invoke_function
 from .lambda_runtime import load_handler
 from .pump import SqsPump
+from .states import StateMachine, local_integrations
 from .template import ACCOUNT_ID, REGION, Function, StackTemplate
 
 log = logging.getLogger("imgclf.local")
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log drowns everything else
+# Functions that AWS runs in separate environments share this process's boto3 clients here, so a Map of several
+# collector invocations overflows the connection pool, harmlessly; in Lambda it cannot.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -103,6 +107,15 @@ class LocalStack:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    @classmethod
+    def from_environment(cls) -> "LocalStack":
+        """The stack another process runs (`imgclf local`), reached through the variables it printed; starts nothing."""
+        from imgclf.settings import get_settings
+
+        stack = cls(parameters={"Stage": get_settings().stage}, pumps=False, api=False)
+        stack.endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+        return stack
+
     def environment(self) -> dict[str, str]:
         """What a shell, boto3 or the AWS CLI needs to talk to this stack."""
         return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, **self.template.function_environment(),
@@ -138,7 +151,7 @@ class LocalStack:
 
     def client(self, service: str):
         """A boto3 client pointed at this stack."""
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
+        return boto3.client(service, endpoint_url=self.endpoint or None, region_name=REGION)
 
     # ------------------------------------------------------------------ resources
     def create_resources(self) -> None:
@@ -269,12 +282,18 @@ class LocalStack:
 
         return LocalSageMaker(self.client("s3"), on_finish=announce, **options)
 
-    def state_machine(self, logical_id: str, **options: Any):
+    def state_machine(self, logical_id: str, *, stream_training: bool = False, **options: Any) -> StateMachine:
         """A state machine of the template, run here: its tasks call this stack's functions and SageMaker."""
-        from .states import StateMachine, local_integrations
-
-        integrations = local_integrations(self.template, self.invoke, self.sagemaker())
+        integrations = local_integrations(self.template, self.invoke, self.sagemaker(stream_output=stream_training))
         return StateMachine.from_template(self.template, logical_id, integrations, s3=self.client("s3"), **options)
+
+    def run_state_machine(self, logical_id: str, execution_input: Any, name: str | None = None,
+                          **options: Any) -> Any:
+        """One execution of a template's state machine, to the end: its output, or StatesError as AWS fails it."""
+        # The one way the pipeline runs locally (the demo, `imgclf pipeline`, the API's starts), as the state machine
+        # is the one way it runs in AWS. Options: stream_training (train.py's output on this terminal), listener
+        # (told of each state entered and exited), retry_scale.
+        return self.state_machine(logical_id, **options).execute(execution_input, name=name)
 
     # ------------------------------------------------------------------ helpers for tools and tests
     def queue_url(self, logical_id: str) -> str:

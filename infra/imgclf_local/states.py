@@ -124,12 +124,14 @@ class StateMachine:
     """One state machine definition with its substitutions and the integrations that run its tasks."""
 
     def __init__(self, definition: dict, integrations: dict[str, Callable[[Any], Any]], *,
-                 retry_scale: float = 0.0, s3=None):
+                 retry_scale: float = 0.0, s3=None, listener: Callable[[dict], None] | None = None):
         self.definition = definition
         self.integrations = integrations
         # Locally a retry need not wait as long as in AWS; the attempts and their order are what matter.
         self.retry_scale = retry_scale
         self.s3 = s3
+        # Told of each state entered and exited, as the execution history in the Step Functions console shows.
+        self.listener = listener
         self.history: list[dict] = []
 
     @classmethod
@@ -156,9 +158,10 @@ class StateMachine:
         name = machine["StartAt"]
         while True:
             state = machine["States"][name]
-            self.history.append({"state": name, "type": state["Type"]})
-            log.info("state %s (%s)", name, state["Type"])
             kind = state["Type"]
+            self.history.append({"state": name, "type": kind})
+            self._tell("entered", name, kind)
+            log.info("state %s (%s)", name, kind)
             if kind == "Succeed":
                 return self._output(state, document, context)
             if kind == "Fail":
@@ -180,9 +183,14 @@ class StateMachine:
                                       {"Error": exc.error, "Cause": exc.cause})
                 name = handler["Next"]
                 continue
+            self._tell("exited", name, kind, output=document)
             if state.get("End"):
                 return document
             name = state["Next"]
+
+    def _tell(self, phase: str, name: str, kind: str, **details: Any) -> None:
+        if self.listener:
+            self.listener({"phase": phase, "state": name, "type": kind, **details})
 
     def _step(self, state: dict, document: Any, context: dict) -> Any:
         """Input processing, the state's work with its retries, and output processing."""

@@ -1,9 +1,8 @@
-"""The dataset a run trains on: label folders, manifest audit records, image checks and the split."""
+"""The dataset a run trains on: label folders, what the manifest says of them, image checks and the split."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import random
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from imgclf.manifest import DatasetState, Parsed, parse_lines, replay
 from imgclf_trainjob.errors import JobFailure
 
 log = logging.getLogger(__name__)
@@ -26,9 +26,7 @@ MANIFEST_NAME = "manifest.jsonl"
 TRAIN, VALID = "train", "valid"
 # ImageNet-style roots that bring their own split; "val" is the torchvision spelling of "valid".
 _SPLIT_DIRS = {TRAIN: ("train",), VALID: ("valid", "val")}
-_SPLIT_ALIASES = {"train": TRAIN, "training": TRAIN, "valid": VALID, "val": VALID, "validation": VALID}
-_KEY_FIELDS = ("key", "s3_key", "path", "rel_path")
-# The collector names files {label}-{sha256[:12]}.jpg, which is how manifest records find their file.
+# The collector names files {label}-{sha256[:12]}.jpg, which is how an image of the manifest finds its file.
 _HASH12 = re.compile(r"-([0-9a-f]{12})$")
 
 
@@ -48,13 +46,10 @@ class Sample:
 
 @dataclass
 class ManifestEffects:
-    """What the manifest's records do to the files found on disk."""
+    """What the manifest's current state does to the files found on disk."""
 
-    excluded: dict[str, str] = field(default_factory=dict)
-    relabels: dict[str, str] = field(default_factory=dict)
-    splits: dict[str, str] = field(default_factory=dict)
-    unmatched_records: int = 0
-    invalid_lines: int = 0
+    excluded: dict[str, str] = field(default_factory=dict)  # rel path -> "deleted" | "ambiguous"
+    labels: dict[str, str] = field(default_factory=dict)  # rel path -> the label the manifest gives it now
 
 
 @dataclass
@@ -144,26 +139,13 @@ def scan_folders(root: Path) -> tuple[list[Sample], list[str], str]:
     return samples, sorted(labels), ("folders" if split_dirs else "random")
 
 
-def read_manifest(path: Path) -> tuple[list[dict], int]:
-    """The manifest's records in file order and the number of lines that are not JSON objects."""
-    records, invalid = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            invalid += 1
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            invalid += 1
-    return records, invalid
+def read_manifest(path: Path) -> Parsed:
+    """The manifest's records in file order, and the lines that are no record (skipped, with the reason)."""
+    return parse_lines(path.read_text(encoding="utf-8", errors="replace").splitlines())
 
 
 class _FileIndex:
-    """Finds the files a manifest record talks about, by key suffix or by the sha256 in the file name."""
+    """Finds the files of an image: at its S3 key (the dataset prefix dropped), and by the hash in the name."""
 
     def __init__(self, rel_paths: Iterable[str]):
         self.by_rel = set(rel_paths)
@@ -173,66 +155,40 @@ class _FileIndex:
             if match:
                 self.by_hash[match.group(1)].append(rel)
 
-    def find(self, record: dict) -> list[str]:
-        """The relative paths a record refers to (several when one image sits in two split folders)."""
-        for name in _KEY_FIELDS:
-            key = record.get(name)
-            if isinstance(key, str) and key:
-                # An S3 key carries the dataset prefix in front of the relative path: try each suffix.
-                parts = unicodedata.normalize("NFC", key).strip("/").split("/")
-                for start in range(len(parts)):
-                    candidate = "/".join(parts[start:])
-                    if candidate in self.by_rel:
-                        return [candidate]
-        sha = record.get("sha256")
-        if isinstance(sha, str) and len(sha) >= 12:
-            return list(self.by_hash.get(sha[:12].lower(), []))
-        return []
+    def find(self, sha256: str, key: str | None = None) -> list[str]:
+        """The relative paths of an image: several when it sits in two split folders, or a copy was left behind."""
+        found = set(self.by_hash.get(sha256[:12].lower(), [])) if len(sha256) >= 12 else set()
+        if key:
+            # An S3 key carries the dataset prefix in front of the relative path: try each suffix.
+            parts = unicodedata.normalize("NFC", key).strip("/").split("/")
+            suffixes = ("/".join(parts[start:]) for start in range(len(parts)))
+            found.update(next(([rel] for rel in suffixes if rel in self.by_rel), []))
+        return sorted(found)
 
 
-def _relabel_target(record: dict) -> str | None:
-    """The new label of a relabel record ("relabel": "x", or {"to": "x"}, or true with "label")."""
-    value = record.get("relabel")
-    if isinstance(value, str) and value.strip():
-        return label_name(value.strip())
-    if isinstance(value, dict):
-        target = value.get("to") or value.get("label")
-        return label_name(str(target).strip()) if target else None
-    if value is True and record.get("label"):
-        return label_name(str(record["label"]).strip())
-    return None
+def apply_manifest(state: DatasetState, rel_paths: Iterable[str], include_ambiguous: bool) -> ManifestEffects:
+    """Give each file what the manifest says of its image now: its label, or why it is left out.
 
-
-def apply_manifest(records: Sequence[dict], rel_paths: Iterable[str],
-                   include_ambiguous: bool) -> ManifestEffects:
-    """Replay the manifest in order: later records about a file override earlier ones."""
+    The manifest decides, not the folder: an image deleted or relabelled is so even where its object was
+    never moved. Files of images the manifest does not know keep their folder's label.
+    """
     index = _FileIndex(rel_paths)
     effects = ManifestEffects()
-    for record in records:
-        matches = index.find(record)
-        if not matches:
-            effects.unmatched_records += 1
-            continue
-        for rel in matches:
-            _apply_record(record, rel, include_ambiguous, effects)
+    for image in state.images.values():
+        for rel in index.find(image.sha256, image.key):
+            if image.ambiguous and not include_ambiguous:
+                effects.excluded[rel] = "ambiguous"
+            else:
+                effects.labels[rel] = label_name(image.label)
+    if not include_ambiguous:
+        for sha in state.ambiguous.keys() - state.images.keys():
+            for rel in index.find(sha):
+                effects.excluded.setdefault(rel, "ambiguous")
+    for sha, edit in state.deleted.items():
+        for rel in index.find(sha, edit.key):
+            effects.excluded[rel] = "deleted"
+            effects.labels.pop(rel, None)
     return effects
-
-
-def _apply_record(record: dict, rel: str, include_ambiguous: bool, effects: ManifestEffects) -> None:
-    """Apply one record's deletion, ambiguity, relabel and split to one file."""
-    if record.get("deleted") is True:
-        effects.excluded[rel] = "deleted"
-    elif "ambiguous" in record and effects.excluded.get(rel) != "deleted":
-        if record["ambiguous"] is True and not include_ambiguous:
-            effects.excluded[rel] = "ambiguous"
-        elif effects.excluded.get(rel) == "ambiguous":
-            del effects.excluded[rel]
-    target = _relabel_target(record)
-    if target:
-        effects.relabels[rel] = target
-    split = _SPLIT_ALIASES.get(str(record.get("split", "")).strip().lower())
-    if split:
-        effects.splits[rel] = split
 
 
 def check_image(path: Path) -> str | None:
@@ -340,12 +296,16 @@ def prepare_dataset(
     manifest_sha256, effects = None, ManifestEffects()
     if manifest.is_file():
         manifest_sha256 = hashlib.sha256(manifest.read_bytes()).hexdigest()
-        records, invalid = read_manifest(manifest)
-        effects = apply_manifest(records, (s.rel_path for s in samples), include_ambiguous)
-        effects.invalid_lines = invalid
-        if invalid:
-            warnings.append(f"{invalid} manifest line(s) are not JSON objects and were ignored")
-    samples = _with_manifest(samples, effects, honour_splits=split_mode != "folders")
+        parsed = read_manifest(manifest)
+        state = replay(parsed.records)
+        effects = apply_manifest(state, (s.rel_path for s in samples), include_ambiguous)
+        if parsed.problems:
+            warnings.append(f"{len(parsed.problems)} manifest line(s) ignored, not manifest records: "
+                            + "; ".join(map(str, parsed.problems[:3])))
+        if state.refused:
+            warnings.append(f"{len(state.refused)} manifest edit(s) changed nothing: " + "; ".join(
+                f"{edit.edit} of {edit.key} ({why})" for edit, why in state.refused[:3]))
+    samples = _with_manifest(samples, effects)
     skipped = find_unreadable(root, [s.rel_path for s in samples])
     if skipped:
         warnings.append(f"{len(skipped)} unreadable image(s) skipped: {', '.join(sorted(skipped)[:5])}")
@@ -353,8 +313,6 @@ def prepare_dataset(
     empty = check_classes(samples, labels_seen, min_per_class)
     if empty:
         warnings.append(f"Ignoring label(s) without usable images: {', '.join(map(repr, empty))}")
-    if split_mode == "random" and any(s.split for s in samples):
-        split_mode = "manifest"
     train, valid = split_samples(samples, seed, valid_pct)
     classes = sorted({s.label for s in samples})
     check_split(train, valid, classes)
@@ -367,13 +325,7 @@ def prepare_dataset(
     )
 
 
-def _with_manifest(samples: Sequence[Sample], effects: ManifestEffects, honour_splits: bool) -> list[Sample]:
-    """The samples the manifest keeps, with its relabels and (unless folders split) its splits applied."""
-    kept = []
-    for sample in samples:
-        if sample.rel_path in effects.excluded:
-            continue
-        label = effects.relabels.get(sample.rel_path, sample.label)
-        split = effects.splits.get(sample.rel_path, sample.split) if honour_splits else sample.split
-        kept.append(replace(sample, label=label, split=split))
-    return kept
+def _with_manifest(samples: Sequence[Sample], effects: ManifestEffects) -> list[Sample]:
+    """The samples the manifest keeps, each with the label the manifest gives it."""
+    return [replace(s, label=effects.labels.get(s.rel_path, s.label))
+            for s in samples if s.rel_path not in effects.excluded]

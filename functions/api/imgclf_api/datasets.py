@@ -7,9 +7,8 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from imgclf import keys
+from imgclf import aws, keys
 from imgclf.datasets import Dataset
-from imgclf.inference.storage import s3_errors
 
 from .launcher import Launcher
 
@@ -39,8 +38,7 @@ def start_collection(launcher: Launcher, *, dataset: str, labels: list[str], que
 def dataset_summary(s3, bucket: str, dataset: str, root: str = "datasets/") -> dict[str, Any]:
     """Images per label as training would use them (after edits, without ambiguous ones), and the latest report."""
     data = Dataset(s3, bucket, dataset, root)
-    with s3_errors(f"read {data.manifest.key}"):
-        summary = data.summary()
+    summary = data.summary()
     return {
         "name": dataset,
         "images": summary["images"],
@@ -56,14 +54,14 @@ def dataset_summary(s3, bucket: str, dataset: str, root: str = "datasets/") -> d
 def latest_report(s3, bucket: str, dataset: str, root: str = "datasets/") -> dict[str, Any] | None:
     """The newest report directly under datasets/{name}/reports/, without its per-image lists."""
     prefix = f"{keys.dataset_prefix(dataset, root)}reports/"
-    with s3_errors(f"list {prefix}"):
+    with aws.translated(f"list {prefix}"):
         # Delimiter keeps reports/tried/, the collector's URL logs, out of the listing.
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
         reports = [obj for page in pages for obj in page.get("Contents", []) if obj["Key"].endswith(".json")]
     if not reports:
         return None
     newest = max(reports, key=lambda obj: (obj["LastModified"], obj["Key"]))
-    with s3_errors(f"read {newest['Key']}"):
+    with aws.translated(f"read {newest['Key']}"):
         body = s3.get_object(Bucket=bucket, Key=newest["Key"])["Body"].read()
     try:
         report = json.loads(body)

@@ -10,7 +10,6 @@ from typing import Any
 from imgclf import keys
 from imgclf.datasets import Dataset
 from imgclf.errors import Conflict, NotFound, TransientError
-from imgclf.inference.storage import s3_errors
 
 from .errors import ApiError
 from .schemas import DatasetEdit
@@ -37,9 +36,8 @@ def apply_edits(s3, bucket: str, dataset: str, edits: Sequence[DatasetEdit], *, 
     as skipped, not applied."""
     deadline = clock() + budget_s
     data = Dataset(s3, bucket, dataset, root)
-    with s3_errors(f"read {data.manifest.key}"):
-        if not data.version():
-            raise NotFound(f"no dataset {dataset!r}: nothing was collected into it")
+    if not data.version():
+        raise NotFound(f"no dataset {dataset!r}: nothing was collected into it")
     results: list[dict[str, Any]] = []
     stopped = False
     for index, edit in enumerate(edits):
@@ -53,8 +51,7 @@ def apply_edits(s3, bucket: str, dataset: str, edits: Sequence[DatasetEdit], *, 
                             "error": _error("skipped", "not tried: the request ran out of time; send it again")})
             continue
         try:
-            with s3_errors(f"edit {edit.key}"):
-                record = data.edit(edit.key, edit.action, by=by, label=edit.label, reason=edit.reason)
+            record = data.edit(edit.key, edit.action, by=by, label=edit.label, reason=edit.reason)
         except NotFound as exc:
             results.append({**result, "status": "failed", "error": _error("not_found", str(exc))})
         except Conflict as exc:
@@ -68,8 +65,7 @@ def apply_edits(s3, bucket: str, dataset: str, edits: Sequence[DatasetEdit], *, 
         else:
             results.append({**result, "status": "applied", "record": record})
     try:
-        with s3_errors(f"read {data.manifest.key}"):
-            version: str | None = data.version()
+        version: str | None = data.version()
     except TransientError:
         version = None  # the edits stand; what they made is still worth reporting
     applied = sum(r["status"] == "applied" for r in results)

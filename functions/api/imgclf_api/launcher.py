@@ -15,16 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from imgclf import aws
-from imgclf.errors import Conflict, TransientError
+from imgclf.errors import ConfigError, NotFound
 from imgclf.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_TRANSIENT = {"ThrottlingException", "TooManyRequestsException", "ServiceException", "ServiceUnavailable",
-              "EC2ThrottledException", "ResourceConflictException"}
 
 
 class Launcher(Protocol):
@@ -52,7 +47,7 @@ class AwsLauncher:
 
     def collect(self, event: dict[str, Any]) -> str:
         client = self.lambda_client or aws.client("lambda")
-        with _translated("invoke the collector"):
+        with _starting("invoke the collector"):
             # "Event" queues the invocation: Lambda retries it twice on failure and the API answers at once.
             response = client.invoke(FunctionName=self.collector_function, InvocationType="Event",
                                      Payload=json.dumps(event).encode())
@@ -60,7 +55,7 @@ class AwsLauncher:
 
     def start_pipeline(self, name: str, execution_input: dict[str, Any]) -> str:
         client = self.sfn_client or aws.client("stepfunctions")
-        with _translated("start the training pipeline"):
+        with _starting("start the training pipeline"):
             response = client.start_execution(stateMachineArn=self.state_machine_arn, name=name,
                                               input=json.dumps(execution_input))
         return response["executionArn"]
@@ -97,16 +92,10 @@ def launcher_for(settings: Settings) -> Launcher:
 
 
 @contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """Turn botocore errors into the project's: a name in use is a conflict, throttling and outages may pass."""
+def _starting(what: str) -> Iterator[None]:
+    """aws.translated, except that a missing function or state machine is a deployment fault, not a 404."""
     try:
-        yield
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "ExecutionAlreadyExists":
-            raise Conflict(f"{what}: an execution with this name already exists") from exc
-        if code in _TRANSIENT or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
-            raise TransientError(f"{what}: {code}") from exc
-        raise  # access denied, a missing function: a deployment fault, not the caller's
-    except BotoCoreError as exc:
-        raise TransientError(f"{what}: {exc}") from exc
+        with aws.translated(what):
+            yield
+    except NotFound as exc:
+        raise ConfigError(f"{what}: the function or state machine in the settings does not exist ({exc})") from exc

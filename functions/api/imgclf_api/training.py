@@ -6,10 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from imgclf import keys
+from imgclf import aws, keys
 from imgclf.datasets import Dataset
 from imgclf.errors import NotFound
-from imgclf.inference.storage import s3_errors
 from imgclf.runs import Runs
 
 from .launcher import Launcher
@@ -67,7 +66,7 @@ def report_links(s3, bucket: str, run_id: str, *, models_root: str = "models/",
                  expires_in: int = LINK_EXPIRES_S) -> dict[str, str]:
     """Presigned GET links to the report files the run has written so far (one listing, no link to nothing)."""
     prefix = report_prefix(run_id, models_root)
-    with s3_errors(f"list {prefix}"):
+    with aws.translated(f"list {prefix}"):
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/").get("Contents", [])
     present = {obj["Key"].removeprefix(prefix) for obj in listed}
     return {name: presign_get(s3, bucket, prefix + name, expires_in) for name in REPORT_FILES if name in present}
@@ -79,7 +78,7 @@ def review_items(s3, bucket: str, run: dict[str, Any], *, models_root: str = "mo
     outside it) and a presigned link to look at it."""
     key = report_prefix(run["run_id"], models_root) + "top_losses.json"
     try:
-        with s3_errors(f"read {key}"):
+        with aws.translated(f"read {key}"):
             entries = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     except NotFound as exc:
         raise NotFound(f"training run {run['run_id']!r} has no review list (yet)") from exc

@@ -82,7 +82,7 @@ class PredictionTable:
         for start in range(0, len(keys), BATCH_GET_LIMIT):
             request = {self.table_name: {"Keys": keys[start:start + BATCH_GET_LIMIT], "ConsistentRead": True}}
             for attempt in range(BATCH_GET_ATTEMPTS):
-                with ddb.translated(f"batch get {self.table_name}"):
+                with aws.translated(f"batch get {self.table_name}"):
                     page = aws.resource("dynamodb").batch_get_item(RequestItems=request)
                 for item in page.get("Responses", {}).get(self.table_name, []):
                     found[item["image"]] = ddb.from_dynamo(item)

@@ -6,12 +6,8 @@ written only if the object still has the ETag that was read (If-Match), or still
 flight), reads again and re-plans its records against what the winner wrote. That re-planning is what
 keeps de-duplication correct across labels collected in parallel by a Step Functions Map.
 
-Manifest records (datasets/{dataset}/manifest.jsonl), one JSON object per line:
-
-* an image: {"sha256", "label", "key", "source", "query", "url", "width", "height", "bytes", "format",
-  "original": {"format", "width", "height", "bytes"}, "collected_at", "run"}
-* an ambiguous image: {"sha256", "ambiguous": true, "labels": [...], "collected_at", "run"}; the image was
-  found for several labels, so training leaves every record with that sha256 out.
+The collector writes two of the manifest's record kinds (imgclf.manifest is the schema): an ImageRecord per
+stored image, and an AmbiguousRecord for an image found for several labels, which training leaves out.
 """
 
 from __future__ import annotations
@@ -21,18 +17,13 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from imgclf import keys
 from imgclf.jsonl import JsonLinesLog
 from imgclf.log import get_logger
+from imgclf.manifest import AmbiguousRecord, EditRecord, ImageRecord, Record, now_iso, parse_objects
 
 logger = get_logger("collector")
-_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def tried_key(dataset: str, label: str, root: str = "datasets/") -> str:
@@ -42,29 +33,31 @@ def tried_key(dataset: str, label: str, root: str = "datasets/") -> str:
 
 @dataclass
 class ManifestIndex:
-    """What a manifest says: labels per stored sha256, the ambiguous sha256s, the URLs per label."""
+    """What a manifest says: the labels each sha256 was stored or relabelled under, the ambiguous sha256s,
+    the URLs per label."""
 
     labels_by_sha: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     ambiguous: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     urls_by_label: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     @classmethod
-    def build(cls, records: Iterable[dict]) -> ManifestIndex:
+    def build(cls, records: Iterable[Record]) -> ManifestIndex:
         index = cls()
         for record in records:
             index.add(record)
         return index
 
-    def add(self, record: dict) -> None:
-        sha = record.get("sha256")
-        if not sha:
-            return
-        if record.get("ambiguous"):
-            self.ambiguous[sha].update(record.get("labels", []))
-        elif record.get("label"):
-            self.labels_by_sha[sha].add(record["label"])
-            if record.get("url"):
-                self.urls_by_label[record["label"]].add(record["url"])
+    def add(self, record: Record) -> None:
+        sha = record.sha256
+        if isinstance(record, AmbiguousRecord):
+            self.ambiguous[sha].update(record.labels)
+        elif isinstance(record, ImageRecord):
+            self.labels_by_sha[sha].add(record.label)
+            if record.url:
+                self.urls_by_label[record.label].add(record.url)
+        elif isinstance(record, EditRecord) and record.edit == "relabel":
+            # The image is in to_label now: finding it there again is a duplicate, not an ambiguity.
+            self.labels_by_sha[sha].add(record.to_label)
 
     def ambiguous_shas(self) -> set[str]:
         """Every sha256 training must leave out."""
@@ -75,29 +68,30 @@ class ManifestIndex:
 class CommitResult:
     """What one manifest commit did with the image records it was given."""
 
-    appended: list[dict]  # image records now in the manifest
-    conflicts: list[dict]  # image records another label stored first: recorded as ambiguous instead
-    duplicates: list[dict]  # image records the same label already had (a concurrent run of that label)
+    appended: list[ImageRecord]  # image records now in the manifest
+    conflicts: list[ImageRecord]  # image records another label stored first: recorded as ambiguous instead
+    duplicates: list[ImageRecord]  # image records the same label already had (a concurrent run of that label)
     index: ManifestIndex  # the manifest as it is after the commit
 
 
 def plan_commit(
-    existing: list[dict], images: list[dict], ambiguous: dict[str, set[str]], *, run: str, collected_at: str
-) -> tuple[list[dict], CommitResult]:
+    existing: list[Record], images: list[ImageRecord], ambiguous: dict[str, set[str]], *, run: str,
+    collected_at: str,
+) -> tuple[list[Record], CommitResult]:
     """Decide, against the current manifest, which records to append: the pure core of a commit."""
     index = ManifestIndex.build(existing)
     result = CommitResult([], [], [], index)
-    records: list[dict] = []
+    records: list[Record] = []
     wanted: dict[str, set[str]] = defaultdict(set)
     for sha, labels in ambiguous.items():
         wanted[sha] |= labels
     for image in images:
-        labels = index.labels_by_sha.get(image["sha256"], set())
-        if image["label"] in labels:
+        labels = index.labels_by_sha.get(image.sha256, set())
+        if image.label in labels:
             result.duplicates.append(image)
         elif labels:
             result.conflicts.append(image)
-            wanted[image["sha256"]] |= labels | {image["label"]}
+            wanted[image.sha256] |= labels | {image.label}
         else:
             records.append(image)
             index.add(image)
@@ -105,13 +99,7 @@ def plan_commit(
     for sha, labels in wanted.items():
         labels = labels | index.labels_by_sha.get(sha, set())
         if not labels <= index.ambiguous.get(sha, set()):
-            record = {
-                "sha256": sha,
-                "ambiguous": True,
-                "labels": sorted(labels | index.ambiguous.get(sha, set())),
-                "collected_at": collected_at,
-                "run": run,
-            }
+            record = AmbiguousRecord(sha, tuple(sorted(labels | index.ambiguous.get(sha, set()))), collected_at, run)
             records.append(record)
             index.add(record)
     return records, result
@@ -135,17 +123,25 @@ class DatasetManifest:
         self._log = JsonLinesLog(s3, bucket, self.key, sleep=sleep)
 
     def load(self) -> ManifestIndex:
-        return ManifestIndex.build(self._log.read()[0])
+        return ManifestIndex.build(self._parse(self._log.read()[0]))
 
-    def commit(self, images: list[dict], ambiguous: dict[str, set[str]], *, run: str) -> CommitResult:
+    def _parse(self, objects: list[dict]) -> list[Record]:
+        parsed = parse_objects(objects)
+        if parsed.problems:
+            logger.warning("skipping manifest records that break the schema",
+                           extra={"object": self.key, "skipped": len(parsed.problems),
+                                  "first": str(parsed.problems[0])})
+        return parsed.records
+
+    def commit(self, images: list[ImageRecord], ambiguous: dict[str, set[str]], *, run: str) -> CommitResult:
         """Append new image records and ambiguity records, re-deciding each against concurrent writers."""
         outcome: list[CommitResult] = []
 
         def plan(existing: list[dict]) -> list[dict]:
             outcome.clear()
-            records, result = plan_commit(existing, images, ambiguous, run=run, collected_at=now_iso())
+            records, result = plan_commit(self._parse(existing), images, ambiguous, run=run, collected_at=now_iso())
             outcome.append(result)
-            return records
+            return [record.to_dict() for record in records]
 
         # Writers in this process take turns rather than race; other processes are kept out by the condition.
         with _local_writer(self._log.bucket, self.key):

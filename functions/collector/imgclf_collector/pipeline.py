@@ -24,11 +24,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from imgclf import images, keys
-from imgclf.errors import ImageRejected
+from imgclf import aws, images, keys
+from imgclf.errors import ImageRejected, ImgclfError
 from imgclf.log import get_logger
+from imgclf.manifest import ImageRecord
 from imgclf.settings import Settings
 
 from .download import Downloader, DownloadPolicy
@@ -106,7 +105,7 @@ class _Outcome:
     """What became of one candidate in a worker."""
 
     candidate: Candidate | None
-    record: dict | None = None
+    record: ImageRecord | None = None
     reason: str = ""
     message: str = ""
     transient: bool = False
@@ -209,10 +208,10 @@ class LabelCollection:
         self.progress, self.time_left = progress, time_left
         self.manifest = DatasetManifest(s3, bucket, self.dataset, root=config.root)
         self.tried_log = TriedLog(s3, bucket, self.dataset, self.label, root=config.root)
-        self.accepted: list[dict] = []
+        self.accepted: list[ImageRecord] = []
         self.rejections: list[dict] = []
         self.skipped = 0
-        self._pending_images: list[dict] = []
+        self._pending_images: list[ImageRecord] = []
         self._pending_ambiguous: dict[str, set[str]] = defaultdict(set)
         self._pending_tried: list[dict] = []
         self._last_commit = time.monotonic()
@@ -321,14 +320,14 @@ class LabelCollection:
             del img, data
             try:
                 return _Outcome(candidate, record=self._store(candidate, sha, jpeg, original))
-            except (ClientError, BotoCoreError) as exc:
+            except ImgclfError as exc:  # the upload failed (aws.translated's error)
                 claims.release(sha)
                 return _Outcome(candidate, reason="upload_failed", message=str(exc), transient=True)
         except DownloadError as exc:
             return _Outcome(candidate, reason=exc.reason, message=exc.message, transient=exc.transient)
         except ImageRejected as exc:
             return _Outcome(candidate, reason=exc.reason, message=exc.message)
-        except (ClientError, BotoCoreError, OSError) as exc:  # reading a source object or file
+        except (ImgclfError, OSError) as exc:  # reading a source object (aws.translated's error) or file
             return _Outcome(candidate, reason="read_failed", message=str(exc), transient=True)
         except Exception as exc:  # a bug must cost one candidate, not the whole run
             logger.exception("unexpected failure processing a candidate", extra={"url": candidate.url})
@@ -346,38 +345,40 @@ class LabelCollection:
             return _read_file(Path(url2pathname(urlsplit(candidate.url).path)), cap)
         if candidate.origin == "s3":
             bucket, key = keys.parse_s3_uri(candidate.url)
-            data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read(cap + 1)
+            with aws.translated(f"read {candidate.url}"):
+                data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read(cap + 1)
             if len(data) > cap:
                 raise DownloadError("too_large", f"the object is over the {cap} byte limit")
             return data
         raise ValueError(f"unknown candidate origin {candidate.origin!r}")
 
-    def _store(self, candidate: Candidate, sha: str, jpeg: bytes, original: dict) -> dict:
+    def _store(self, candidate: Candidate, sha: str, jpeg: bytes, original: dict) -> ImageRecord:
         """Upload the normalised JPEG and return its manifest record."""
         key = keys.dataset_image_key(self.dataset, self.label, sha, self.config.root)
-        self.s3.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=jpeg,
-            ContentType="image/jpeg",
-            Metadata={"sha256": sha, "run": self.run, "source": self.source.name},
-        )
+        with aws.translated(f"upload s3://{self.bucket}/{key}"):
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=jpeg,
+                ContentType="image/jpeg",
+                Metadata={"sha256": sha, "run": self.run, "source": self.source.name},
+            )
         width, height = images.fitted_size(original["width"], original["height"], self.config.max_side)
-        return {
-            "sha256": sha,
-            "label": self.label,
-            "key": key,
-            "source": self.source.name,
-            "query": self.query,
-            "url": candidate.url,
-            "width": width,
-            "height": height,
-            "bytes": len(jpeg),
-            "format": "jpeg",
-            "original": original,
-            "collected_at": now_iso(),
-            "run": self.run,
-        }
+        return ImageRecord(
+            sha256=sha,
+            label=self.label,
+            key=key,
+            source=self.source.name,
+            query=self.query,
+            url=candidate.url,
+            width=width,
+            height=height,
+            bytes=len(jpeg),
+            format="jpeg",
+            original=original,
+            collected_at=now_iso(),
+            run=self.run,
+        )
 
     def _record(self, outcome: _Outcome) -> None:
         """Tally one outcome on the main thread."""
@@ -405,13 +406,13 @@ class LabelCollection:
             self.accepted = [record for record in self.accepted if id(record) not in lost]
             for record in result.conflicts:
                 # Another label stored the same picture meanwhile: ours is dropped, both marked ambiguous.
-                self._delete_quietly(record["key"])
+                self._delete_quietly(record.key)
                 self._reject(
-                    record["url"], "ambiguous", "another label stored the same image meanwhile", False
+                    record.url, "ambiguous", "another label stored the same image meanwhile", False
                 )
             for record in result.duplicates:
                 self._reject(
-                    record["url"], "duplicate", "a concurrent run of this label stored it first", False
+                    record.url, "duplicate", "a concurrent run of this label stored it first", False
                 )
             claims.refresh(result.index)
             self._pending_images, self._pending_ambiguous = [], defaultdict(set)
@@ -421,8 +422,9 @@ class LabelCollection:
 
     def _delete_quietly(self, key: str) -> None:
         try:
-            self.s3.delete_object(Bucket=self.bucket, Key=key)
-        except (ClientError, BotoCoreError) as exc:
+            with aws.translated(f"delete s3://{self.bucket}/{key}"):
+                self.s3.delete_object(Bucket=self.bucket, Key=key)
+        except ImgclfError as exc:
             # Harmless when it fails: the object is in no manifest record, so training never reads it.
             logger.warning(
                 "could not delete an image left out as ambiguous", extra={"key": key, "error": str(exc)}
@@ -456,7 +458,7 @@ class LabelCollection:
     def _write_report(self, summary: dict) -> None:
         report = {
             **summary,
-            "accepted_images": [{k: r[k] for k in ("url", "key", "sha256")} for r in self.accepted],
+            "accepted_images": [{"url": r.url, "key": r.key, "sha256": r.sha256} for r in self.accepted],
             "rejections": self.rejections,
         }
         body = _json_bytes(report)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-
-from botocore.exceptions import BotoCoreError, ClientError
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from imgclf import aws
-from imgclf.errors import ConfigError, TransientError
+from imgclf.errors import AccessDenied, ConfigError, NotFound
 
 _CACHE_SECONDS = 300
 _cache: dict[str, tuple[float, str]] = {}
@@ -50,22 +50,14 @@ def _is_secret(name: str) -> bool:
 
 def _from_ssm(ssm, name: str) -> str:
     """A SecureString (or String) parameter, decrypted."""
-    try:
+    with _reading(f"SSM parameter {name!r}"):
         return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
-    except ClientError as exc:
-        raise _translate(exc, f"SSM parameter {name!r}") from exc
-    except BotoCoreError as exc:
-        raise TransientError(f"reading SSM parameter {name!r}: {exc}") from exc
 
 
 def _from_secrets_manager(client, secret_id: str) -> str:
     """A secret string; a JSON secret gives its "key" (or "api_key") field."""
-    try:
+    with _reading(f"secret {secret_id!r}"):
         value = client.get_secret_value(SecretId=secret_id).get("SecretString", "")
-    except ClientError as exc:
-        raise _translate(exc, f"secret {secret_id!r}") from exc
-    except BotoCoreError as exc:
-        raise TransientError(f"reading secret {secret_id!r}: {exc}") from exc
     if value.lstrip().startswith("{"):
         try:
             fields = json.loads(value)
@@ -75,10 +67,13 @@ def _from_secrets_manager(client, secret_id: str) -> str:
     return value
 
 
-def _translate(exc: ClientError, what: str) -> Exception:
-    code = exc.response.get("Error", {}).get("Code", "")
-    if code in {"ParameterNotFound", "ResourceNotFoundException"}:
-        return ConfigError(f"{what} does not exist: create it or fix SEARCH_KEY_PARAMETER")
-    if code in {"AccessDeniedException", "AccessDenied"}:
-        return ConfigError(f"the collector may not read {what}: {exc}")
-    return TransientError(f"reading {what}: {code or exc}")
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """aws.translated, except that a missing or forbidden key is the configuration's fault: ConfigError."""
+    try:
+        with aws.translated(f"reading {what}"):
+            yield
+    except NotFound as exc:
+        raise ConfigError(f"{what} does not exist: create it or fix SEARCH_KEY_PARAMETER") from exc
+    except AccessDenied as exc:
+        raise ConfigError(f"{exc}: give the collector's role permission to read {what}") from exc

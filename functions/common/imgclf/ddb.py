@@ -1,24 +1,11 @@
-"""DynamoDB access: value conversion and error translation, so domain code never sees botocore."""
+"""DynamoDB access: value conversion, and calls whose errors come out as the project's (see aws.translated)."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, Iterator
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Any
 
 from . import aws
-from .errors import AlreadyProcessed, NotFound, TransientError
-
-_TRANSIENT = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-}
 
 
 def table(name: str):
@@ -48,38 +35,15 @@ def from_dynamo(value: Any) -> Any:
     return value
 
 
-@contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Turn botocore errors into the project's exceptions."""
-    try:
-        yield
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "ConditionalCheckFailedException":
-            raise AlreadyProcessed(f"{what}: condition failed") from exc
-        if code == "TransactionCanceledException":
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if "ConditionalCheckFailed" in reasons:
-                raise AlreadyProcessed(f"{what}: condition failed") from exc
-            raise TransientError(f"{what}: transaction cancelled {reasons}") from exc
-        if code == "ResourceNotFoundException":
-            raise NotFound(f"{what}: table not found") from exc
-        if code in _TRANSIENT or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
-            raise TransientError(f"{what}: {code}") from exc
-        raise
-    except BotoCoreError as exc:  # connection errors, timeouts
-        raise TransientError(f"{what}: {exc}") from exc
-
-
 def get_item(table_name: str, key: dict) -> dict | None:
     """One item, or None, with plain Python numbers."""
-    with translated(f"get {table_name}"):
+    with aws.translated(f"get {table_name}"):
         item = table(table_name).get_item(Key=key, ConsistentRead=True).get("Item")
     return from_dynamo(item) if item else None
 
 
 def put_item(table_name: str, item: dict, **kwargs: Any) -> None:
-    with translated(f"put {table_name}"):
+    with aws.translated(f"put {table_name}"):
         table(table_name).put_item(Item=to_dynamo(item), **kwargs)
 
 
@@ -87,7 +51,7 @@ def query_page(table_name: str, limit: int, start_key: dict | None = None, **kwa
     """One page of a query: items and the key to continue from."""
     if start_key:
         kwargs["ExclusiveStartKey"] = start_key
-    with translated(f"query {table_name}"):
+    with aws.translated(f"query {table_name}"):
         page = table(table_name).query(Limit=limit, **kwargs)
     return from_dynamo(page.get("Items", [])), page.get("LastEvaluatedKey")
 
@@ -95,7 +59,7 @@ def query_page(table_name: str, limit: int, start_key: dict | None = None, **kwa
 def scan_all(table_name: str, **kwargs: Any) -> list[dict]:
     """Every item of a small table (the model registry)."""
     items: list[dict] = []
-    with translated(f"scan {table_name}"):
+    with aws.translated(f"scan {table_name}"):
         while True:
             page = table(table_name).scan(**kwargs)
             items.extend(page.get("Items", []))

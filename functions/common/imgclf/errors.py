@@ -38,10 +38,26 @@ class NotFound(ImgclfError):
     code = "not_found"
 
 
+class ObjectNotFound(NotFound):
+    """No S3 object under the key (or no such version of it), as opposed to a missing bucket or table."""
+
+
 class AlreadyProcessed(ImgclfError):
     """A conditional write found newer or identical work already recorded."""
 
     code = "already_processed"
+
+
+class ConditionFailed(ImgclfError):
+    """An S3 conditional write found the object changed since it was read: read it again and retry."""
+
+    code = "condition_failed"
+
+
+class AccessDenied(ImgclfError):
+    """A role may not do what was asked of it: the deployment's permissions need fixing, retrying will not help."""
+
+    code = "access_denied"
 
 
 class Conflict(ImgclfError):

@@ -6,14 +6,11 @@ import json
 import time
 from collections.abc import Callable
 
-from botocore.exceptions import ClientError
-
-from . import backoff
-from .errors import TransientError
+from . import aws, backoff
+from .errors import ConditionFailed, ObjectNotFound, TransientError
 from .log import get_logger
 
 logger = get_logger("imgclf")
-_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
 class JsonLinesLog:
@@ -37,12 +34,11 @@ class JsonLinesLog:
     def read(self) -> tuple[list[dict], bytes, str | None]:
         """The records, the raw body and its ETag; no records and no ETag when the object does not exist."""
         try:
-            obj = self._s3.get_object(Bucket=self.bucket, Key=self.key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-                return [], b"", None
-            raise
-        body = obj["Body"].read()
+            with aws.translated(f"read s3://{self.bucket}/{self.key}"):
+                obj = self._s3.get_object(Bucket=self.bucket, Key=self.key)
+                body = obj["Body"].read()
+        except ObjectNotFound:
+            return [], b"", None
         return parse_lines(body, self.key), body, obj["ETag"]
 
     def append(self, plan: Callable[[list[dict]], list[dict]]) -> tuple[list[dict], list[dict]]:
@@ -57,19 +53,18 @@ class JsonLinesLog:
             body += "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in new).encode()
             condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
             try:
-                self._s3.put_object(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    Body=body,
-                    ContentType="application/x-ndjson",
-                    **condition,
-                )
+                with aws.translated(f"append to s3://{self.bucket}/{self.key}"):
+                    self._s3.put_object(
+                        Bucket=self.bucket,
+                        Key=self.key,
+                        Body=body,
+                        ContentType="application/x-ndjson",
+                        **condition,
+                    )
                 return existing, new
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in _CONFLICT_CODES:
-                    raise
-            # Another writer appended first: wait a little (jittered, so the losers spread out) and re-plan.
-            self._sleep(backoff.delay(attempt, base=0.05, cap=2.0))
+            except ConditionFailed:
+                # Another writer appended first: wait a little (jittered, so the losers spread out) and re-plan.
+                self._sleep(backoff.delay(attempt, base=0.05, cap=2.0))
         raise TransientError(
             f"s3://{self.bucket}/{self.key} kept changing during {self._max_attempts} appends"
         )

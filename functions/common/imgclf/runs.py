@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from . import ddb
+from . import aws, ddb
 from .errors import NotFound
 
 # Training job names allow [a-zA-Z0-9-] and 63 characters; run ids stay well inside that.
@@ -45,7 +45,7 @@ class Runs:
         fields["updated_at"] = now_iso()
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": value for i, value in enumerate(fields.values())}
-        with ddb.translated(f"update run {run_id}"):
+        with aws.translated(f"update run {run_id}"):
             ddb.table(self.table_name).update_item(
                 Key={"run_id": run_id},
                 UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),

@@ -10,10 +10,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import ClientError
 
 from imgclf import aws, keys
-from imgclf.errors import Conflict, ImgclfError, IntegrityError
+from imgclf.errors import AccessDenied, Conflict, ImgclfError, IntegrityError, NotFound, TransientError
 from imgclf.log import get_logger, get_metrics
 from imgclf.registry import ModelRegistry
 from imgclf.runs import Runs, now_iso
@@ -26,6 +25,8 @@ metrics = get_metrics("training-completion")
 
 MODEL_ARTIFACTS = {"export.pkl", "model.onnx", "model.json"}
 MAX_MEMBER_BYTES = 2 * 1024**3
+# What stops an optional object (the report archive, split.json) from being read: the run completes without it.
+_UNREADABLE = (NotFound, AccessDenied, TransientError)
 
 
 def run_id_of(settings: Settings, training_job_name: str) -> str:
@@ -63,8 +64,9 @@ def unpack(s3, bucket: str, tar_key: str, dest_prefix: str, only: set[str] | Non
 def _valid_set_digest(s3, bucket: str, output_prefix: str) -> str:
     """A digest of the validation images, so promotion compares error rates on the same images only."""
     try:
-        split = json.loads(s3.get_object(Bucket=bucket, Key=output_prefix + "split.json")["Body"].read())
-    except ClientError:
+        with aws.translated(f"read {output_prefix}split.json"):
+            split = json.loads(s3.get_object(Bucket=bucket, Key=output_prefix + "split.json")["Body"].read())
+    except _UNREADABLE:
         return ""
     return hashlib.sha256(json.dumps(sorted(split.get("valid", []))).encode()).hexdigest()
 
@@ -83,8 +85,9 @@ def complete_run(settings: Settings, runs: Runs, registry: ModelRegistry, run_id
     artifacts = unpack(s3, bucket, model_tar, model_prefix, only=MODEL_ARTIFACTS)
     output_tar = str(PurePosixPath(model_tar).parent / "output.tar.gz")
     try:
-        report = unpack(s3, bucket, output_tar, output_prefix)
-    except ClientError as exc:
+        with aws.translated(f"unpack {output_tar}"):
+            report = unpack(s3, bucket, output_tar, output_prefix)
+    except _UNREADABLE as exc:
         logger.warning("no report archive", extra={"key": output_tar, "error": str(exc)})
         report = {}
     model_json = json.loads(s3.get_object(Bucket=bucket, Key=model_prefix + "model.json")["Body"].read())

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgclf.manifest import AmbiguousRecord, EditRecord, ImageRecord, to_line
+
 REPO = Path(__file__).resolve().parents[3]
 TRAIN_PY = REPO / "training_job" / "train.py"
 DATASETS = REPO / ".." / "shared" / "datasets"
@@ -36,6 +38,7 @@ class TrainedRun:
     returncode: int
     log: str
     ambiguous: str
+    deleted: str
     corrupt: str
 
     def json(self, folder: Path, name: str):
@@ -53,8 +56,8 @@ def _jpeg(color, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def build_dataset(root: Path) -> tuple[str, str]:
-    """Collector-layout dataset with a manifest; returns (ambiguous file, corrupt file) relative paths."""
+def build_dataset(root: Path) -> tuple[str, str, str]:
+    """Collector-layout dataset with a manifest; returns the ambiguous, the deleted and the corrupt file."""
     manifest = []
     for index, (label, color) in enumerate(LABELS.items()):
         folder = root / label
@@ -63,17 +66,20 @@ def build_dataset(root: Path) -> tuple[str, str]:
             data = _jpeg(color, index * 100 + i)
             sha = hashlib.sha256(data).hexdigest()
             (folder / f"{label}-{sha[:12]}.jpg").write_bytes(data)
-            manifest.append({"label": label, "source": "test", "query": label, "url": f"https://example.test/{i}",
-                             "sha256": sha, "width": 64, "height": 64, "bytes": len(data),
-                             "collected_at": "2024-01-01T00:00:00Z"})
+            manifest.append(ImageRecord(sha, label, key=f"datasets/fruit/{label}/{label}-{sha[:12]}.jpg",
+                                        source="test", query=label, url=f"https://example.test/{i}", width=64,
+                                        height=64, bytes=len(data), format="jpeg",
+                                        collected_at="2024-01-01T00:00:00.000+00:00"))
     (root / "empty label").mkdir()
-    ambiguous = manifest[0]
-    manifest.append({"sha256": ambiguous["sha256"], "label": ambiguous["label"], "ambiguous": True})
+    ambiguous, deleted = manifest[0], manifest[1]
+    manifest.append(AmbiguousRecord(ambiguous.sha256, (ambiguous.label, "blåbær")))
+    # Deleted by the cleaning loop, its file still in the channel: the manifest alone leaves it out.
+    manifest.append(EditRecord("delete", deleted.sha256, deleted.key, deleted.label, by="tester",
+                               at="2024-01-02T00:00:00.000+00:00"))
     corrupt = "blåbær/blåbær-000000000000.jpg"
     (root / corrupt).write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    lines = [json.dumps(row, ensure_ascii=False) for row in manifest]
-    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return f"{ambiguous['label']}/{ambiguous['label']}-{ambiguous['sha256'][:12]}.jpg", corrupt
+    (root / "manifest.jsonl").write_text("".join(to_line(r) + "\n" for r in manifest), encoding="utf-8")
+    return ambiguous.key.removeprefix("datasets/fruit/"), deleted.key.removeprefix("datasets/fruit/"), corrupt
 
 
 def sagemaker_env(root: Path, hyperparameters: dict) -> dict:
@@ -104,7 +110,7 @@ def trained_run(tmp_path_factory) -> TrainedRun:
     """One tiny resnet18 run (no pretrained weights, 64 px, 1 epoch) that many tests inspect."""
     root = tmp_path_factory.mktemp("sm")
     dataset = root / "input" / "data" / "train"
-    ambiguous, corrupt = build_dataset(dataset)
+    ambiguous, deleted, corrupt = build_dataset(dataset)
     hyperparameters = {"arch": "resnet18", "pretrained": "false", "epochs": "1", "freeze_epochs": "1",
                        "img_size": "64", "bs": "8", "num_workers": "0", "seed": "3", "run_id": "test-run-1",
                        "dataset_uri": S3_PREFIX + "/", "top_k": "4", "lr": "0.01"}
@@ -113,7 +119,7 @@ def trained_run(tmp_path_factory) -> TrainedRun:
     return TrainedRun(root=root, dataset=dataset, model_dir=root / "model",
                       output_data_dir=root / "output" / "data",
                       failure_file=root / "output" / "failure", returncode=result.returncode,
-                      log=result.stdout + result.stderr, ambiguous=ambiguous, corrupt=corrupt)
+                      log=result.stdout + result.stderr, ambiguous=ambiguous, deleted=deleted, corrupt=corrupt)
 
 
 @pytest.fixture(scope="session")

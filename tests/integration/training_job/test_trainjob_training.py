@@ -89,17 +89,18 @@ def test_dataset_block_counts_skipped_and_excluded(run, model_json):
     manifest = (run.dataset / "manifest.jsonl").read_bytes()
     assert dataset["manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
     assert dataset["uri"] == "s3://imgclf-data/datasets/fruit/"
-    assert (dataset["skipped"], dataset["excluded"], dataset["ignored_labels"]) == (1, {"ambiguous": 1},
-                                                                                   ["empty label"])
-    assert dataset["n_train"] + dataset["n_valid"] == 3 * 8 - 1
+    assert (dataset["skipped"], dataset["excluded"], dataset["ignored_labels"]) == (
+        1, {"ambiguous": 1, "deleted": 1}, ["empty label"])
+    assert dataset["n_train"] + dataset["n_valid"] == 3 * 8 - 2
 
 
-def test_split_json_leaves_out_ambiguous_and_corrupt_files(run, model_json):
+def test_split_json_leaves_out_ambiguous_deleted_and_corrupt_files(run, model_json):
     split = run.json(run.output_data_dir, "split.json")
     train, valid = set(split["train"]), set(split["valid"])
     assert not train & valid
-    assert run.ambiguous not in train | valid and run.corrupt not in train | valid
-    assert split["excluded"] == {run.ambiguous: "ambiguous"} and run.corrupt in split["skipped"]
+    assert not {run.ambiguous, run.deleted, run.corrupt} & (train | valid)
+    assert split["excluded"] == {run.ambiguous: "ambiguous", run.deleted: "deleted"}
+    assert run.corrupt in split["skipped"]
     assert all((run.dataset / p).is_file() for p in train | valid)
     assert {p.split("/")[0] for p in valid} == set(EXPECTED_CLASSES)
     assert (len(train), len(valid)) == (model_json["dataset"]["n_train"], model_json["dataset"]["n_valid"])

@@ -7,10 +7,9 @@ from dataclasses import replace
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from imgclf.errors import ConfigError, Conflict, TransientError
+from imgclf.errors import AccessDenied, ConfigError, Conflict, TransientError
 from imgclf.settings import Settings
 from imgclf_api.launcher import AwsLauncher, RecordingLauncher, launcher_for
 from imgclf_local.template import REGION
@@ -52,7 +51,8 @@ def test_a_pipeline_is_an_execution_named_after_the_run(mocked_aws):
     ("ExecutionAlreadyExists", 400, Conflict),
     ("ThrottlingException", 400, TransientError),
     ("InternalError", 500, TransientError),
-    ("AccessDeniedException", 400, ClientError),
+    ("AccessDeniedException", 400, AccessDenied),
+    ("StateMachineDoesNotExist", 400, ConfigError),  # the deployment's fault, not a 404 for the caller
 ])
 def test_service_errors_become_the_projects_where_the_caller_can_act(aws_credentials, code, status, raised):
     sfn = boto3.client("stepfunctions", region_name=REGION)

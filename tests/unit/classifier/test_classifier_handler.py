@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import subprocess
 import sys
 
@@ -79,15 +80,16 @@ def test_direct_s3_event_that_must_be_retried_fails_the_invocation(classifier_en
 
 def test_logs_are_json_with_the_correlation_id(classifier_env, publish_model, upload, sqs_event, photo_bytes,
                                                lambda_context):
-    # GIVEN a classified upload, its logs written to a buffer
+    # GIVEN a classified upload, its logs written to a buffer in the logger's format, as its handler in Lambda writes
     publish_model("run-1")
     stream = io.StringIO()
-    log_handler = handler.logger.registered_handler
-    previous = log_handler.setStream(stream)
+    log_handler = logging.StreamHandler(stream)
+    log_handler.setFormatter(handler.logger.registered_formatter)
+    handler.logger.addHandler(log_handler)
     try:
         handler.lambda_handler(sqs_event(upload("uploads/log.jpg", photo_bytes)), lambda_context)
     finally:
-        log_handler.setStream(previous)
+        handler.logger.removeHandler(log_handler)
 
     # WHEN the log lines are read
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]

@@ -11,19 +11,17 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from imgclf.errors import NotFound
+from imgclf.manifest import AmbiguousRecord, EditRecord, ImageRecord
 from imgclf_collector.manifest import DatasetManifest, JsonLinesLog, ManifestIndex, plan_commit
 
 BUCKET = "imgclf-test-data"
 KEY = "datasets/pets/manifest.jsonl"
 
 
-def image(sha: str, label: str, url: str = "") -> dict:
-    return {
-        "sha256": sha,
-        "label": label,
-        "key": f"datasets/pets/{label}/{label}-{sha[:12]}.jpg",
-        "url": url or f"https://example.com/{sha}.jpg",
-    }
+def image(sha: str, label: str, url: str = "") -> ImageRecord:
+    return ImageRecord(sha, label, key=f"datasets/pets/{label}/{label}-{sha[:12]}.jpg",
+                       url=url or f"https://example.com/{sha}.jpg")
 
 
 def lines(s3) -> list[dict]:
@@ -52,9 +50,9 @@ def test_an_image_another_label_already_has_becomes_an_ambiguous_record():
 
     # THEN the dog record is not appended; an ambiguous record names both labels instead
     assert result.conflicts == [image("a" * 64, "dog")]
-    assert records == [
-        {"sha256": "a" * 64, "ambiguous": True, "labels": ["cat", "dog"], "collected_at": "t", "run": "r2"}
-    ]
+    assert records == [AmbiguousRecord("a" * 64, ("cat", "dog"), collected_at="t", run="r2")]
+    assert records[0].to_dict() == {"sha256": "a" * 64, "ambiguous": True, "labels": ["cat", "dog"],
+                                    "collected_at": "t", "run": "r2"}
 
 
 def test_an_image_the_same_label_already_has_is_dropped_as_a_duplicate():
@@ -70,7 +68,7 @@ def test_an_image_the_same_label_already_has_is_dropped_as_a_duplicate():
 
 def test_an_ambiguity_already_recorded_is_not_recorded_again():
     # GIVEN a manifest that already marks a picture ambiguous between cat and dog
-    existing = [image("a" * 64, "cat"), {"sha256": "a" * 64, "ambiguous": True, "labels": ["cat", "dog"]}]
+    existing = [image("a" * 64, "cat"), AmbiguousRecord("a" * 64, ("cat", "dog"))]
 
     # WHEN dog finds it again
     records, _ = plan_commit(existing, [], {"a" * 64: {"cat", "dog"}}, run="r4", collected_at="t")
@@ -79,13 +77,39 @@ def test_an_ambiguity_already_recorded_is_not_recorded_again():
     assert records == []
 
 
+def test_an_image_relabelled_into_a_label_is_a_duplicate_there_not_an_ambiguity():
+    # GIVEN a cat image the cleaning loop relabelled to dog
+    existing = [image("a" * 64, "cat"),
+                EditRecord("relabel", "a" * 64, image("a" * 64, "cat").key, "cat", by="alice", at="t",
+                           to_label="dog", to_key=image("a" * 64, "dog").key)]
+
+    # WHEN a dog collection finds the same picture
+    records, result = plan_commit(existing, [image("a" * 64, "dog")], {}, run="r6", collected_at="t")
+
+    # THEN it is dog's already: nothing is appended, and nothing marks the reviewed image ambiguous
+    assert records == [] and result.duplicates == [image("a" * 64, "dog")]
+
+
+def test_records_that_break_the_schema_are_skipped_when_the_manifest_is_read(s3):
+    # GIVEN a manifest with a line of an unknown vocabulary between two image records
+    body = "\n".join(json.dumps(r) for r in (image("a" * 64, "cat").to_dict(), {"sha256": "b" * 64, "deleted": True},
+                                             image("c" * 64, "dog").to_dict()))
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=body.encode() + b"\n")
+
+    # WHEN the collector loads it
+    index = DatasetManifest(s3, BUCKET, "pets").load()
+
+    # THEN the two images are known and the odd line is left out
+    assert dict(index.labels_by_sha) == {"a" * 64: {"cat"}, "c" * 64: {"dog"}}
+
+
 def test_the_index_lists_ambiguous_hashes_for_training_to_leave_out():
     # GIVEN a manifest with an ambiguous record
     index = ManifestIndex.build(
         [
             image("a" * 64, "cat"),
             image("b" * 64, "cat"),
-            {"sha256": "a" * 64, "ambiguous": True, "labels": ["cat", "dog"]},
+            AmbiguousRecord("a" * 64, ("cat", "dog")),
         ]
     )
 
@@ -181,7 +205,7 @@ class LosingFirstPut:
         if self.puts == 1:
             # Another writer slips in first.
             self._s3.put_object(
-                Bucket=BUCKET, Key=KEY, Body=json.dumps(image("c" * 64, "cat")).encode() + b"\n"
+                Bucket=BUCKET, Key=KEY, Body=json.dumps(image("c" * 64, "cat").to_dict()).encode() + b"\n"
             )
             raise ClientError(
                 {"Error": {"Code": "PreconditionFailed"}, "ResponseMetadata": {"HTTPStatusCode": 412}},
@@ -208,6 +232,6 @@ def test_other_s3_errors_are_not_retried(s3):
     log = JsonLinesLog(s3, "no-such-bucket-here", KEY, sleep=lambda s: None)
 
     # WHEN a record is appended
-    # THEN the error surfaces at once
-    with pytest.raises(ClientError):
+    # THEN the error surfaces at once, as the missing bucket it is (not as a manifest nobody wrote yet)
+    with pytest.raises(NotFound, match="NoSuchBucket"):
         log.append(lambda existing: [{"x": 1}])

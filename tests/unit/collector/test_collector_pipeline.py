@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 from collector_kit import BUCKET, body, photo, png_declaring, redirect, trickle
 from PIL import Image
 
@@ -195,6 +196,36 @@ def test_a_resumed_run_skips_urls_already_tried_but_retries_transient_failures(s
     assert image_server.hits["/flaky.jpg"] == 2
     assert second["skipped_already_tried"] >= 3
     assert second["images"] == 4 and len(stored_keys(s3, "cat")) == 4
+
+
+class ThrottledUploads:
+    """An S3 client that throttles every image upload and passes everything else to moto."""
+
+    def __init__(self, s3):
+        self._s3 = s3
+
+    def __getattr__(self, name):
+        return getattr(self._s3, name)
+
+    def put_object(self, **kwargs):
+        if kwargs["Key"].endswith(".jpg"):
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"},
+                               "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
+        return self._s3.put_object(**kwargs)
+
+
+def test_an_upload_s3_throttles_is_a_transient_rejection_of_that_image(s3, quick, image_server):
+    # GIVEN a good photo, and S3 throttling the upload of images
+    url = image_server.add("/a.jpg", body(photo(50)))
+
+    # WHEN the label is collected
+    summary = run_label(ThrottledUploads(s3), quick, "cat", [url], count=1)
+
+    # THEN the photo is rejected as upload_failed, transient (a later run tries it again), and the run goes on
+    rejection, = report(s3, summary)["rejections"]
+    assert summary["accepted"] == 0 and summary["rejected_by_reason"] == {"upload_failed": 1}
+    assert rejection["transient"] and "SlowDown" in rejection["message"]
+    assert stored_keys(s3, "cat") == []
 
 
 def test_a_search_failure_mid_run_keeps_what_was_stored_and_reports_the_error(s3, quick, image_server):

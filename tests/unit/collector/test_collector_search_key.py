@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
-from imgclf.errors import ConfigError
+from imgclf.errors import ConfigError, TransientError
 from imgclf_collector.search_key import forget_cached_keys, load_search_key
 
 
@@ -76,3 +77,19 @@ def test_the_key_is_cached_between_calls(mocked_aws):
 
     # THEN the cached value is used (no SSM call per search page)
     assert load_search_key("/k") == "first"
+
+
+@pytest.mark.parametrize(("code", "raised", "says"), [
+    ("AccessDeniedException", ConfigError, "permission to read SSM parameter '/imgclf/key'"),
+    ("ThrottlingException", TransientError, "ThrottlingException"),
+])
+def test_a_refused_read_is_a_configuration_error_and_a_throttled_one_may_pass(aws_credentials, code, raised, says):
+    # GIVEN SSM answering the read with an error
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    with Stubber(ssm) as stub:
+        stub.add_client_error("get_parameter", service_error_code=code, http_status_code=400)
+
+        # WHEN the key is loaded
+        # THEN access denied needs the deployment fixed, throttling only a retry
+        with pytest.raises(raised, match=says):
+            load_search_key("/imgclf/key", ssm=ssm)

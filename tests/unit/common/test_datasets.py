@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from imgclf.datasets import Dataset, current_images
-from imgclf.errors import Conflict, NotFound
+from imgclf.errors import Conflict, NotFound, TransientError
 from tests.support.datasets import upload_dataset
 
 BUCKET = "imgclf-test-data"
@@ -93,3 +94,30 @@ def test_of_two_concurrent_edits_of_one_image_only_one_is_recorded(dataset):
     # THEN only the deletion is recorded and the relabel left no copy behind
     assert [r["edit"] for r in data.records() if r.get("edit")] == ["delete"]
     assert not any(k.startswith("datasets/obama/sad/sad-" + stale.sha256[:12]) for k in _listed(s3))
+
+
+def test_a_throttled_edit_fails_with_the_projects_error_and_records_nothing(dataset, monkeypatch):
+    # GIVEN S3 throttling every deletion
+    data, s3, keys = dataset
+
+    def throttled(**kwargs):
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"},
+                           "ResponseMetadata": {"HTTPStatusCode": 503}}, "DeleteObject")
+
+    monkeypatch.setattr(s3, "delete_object", throttled)
+
+    # WHEN an image is deleted (as `imgclf edit` does, with no wrapper of its own)
+    # THEN the error is TransientError, not botocore's, and the manifest records no edit
+    with pytest.raises(TransientError, match="SlowDown"):
+        data.edit(keys[0], "delete", by="alice")
+    assert not [r for r in data.records() if r.get("edit")]
+
+
+def test_a_dataset_in_a_missing_bucket_is_not_found_rather_than_empty(mocked_aws):
+    # GIVEN a dataset whose bucket does not exist (a wrong DATA_BUCKET)
+    data = Dataset(boto3.client("s3", region_name="us-east-1"), "no-such-bucket-here", "obama")
+
+    # WHEN its summary is read
+    # THEN the missing bucket is named, not mistaken for a dataset nobody collected
+    with pytest.raises(NotFound, match="NoSuchBucket"):
+        data.summary()

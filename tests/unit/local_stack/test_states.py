@@ -76,3 +76,18 @@ def test_map_runs_its_processor_per_item_with_the_item_selector():
     machine = _machine(states, "M", {"r": lambda p: seen.append(p) or p["label"].upper()})
     assert machine.execute({"dataset": "d", "labels": ["a", "b"]}) == ["A", "B"]
     assert sorted(seen, key=lambda p: p["label"]) == [{"dataset": "d", "label": "a"}, {"dataset": "d", "label": "b"}]
+
+
+def test_a_listener_hears_each_state_entered_and_each_finished_one_with_its_output():
+    # GIVEN a task followed by a Succeed, and a listener
+    heard = []
+    states = {"T": {"Type": "Task", "Resource": "r", "ResultPath": "$.t", "Next": "Done"},
+              "Done": {"Type": "Succeed"}}
+    machine = StateMachine({"StartAt": "T", "States": states}, {"r": lambda payload: 7}, listener=heard.append)
+
+    # WHEN it runs
+    machine.execute({"in": 1})
+
+    # THEN the listener heard the states in order, the task's exit with the document it passed on
+    assert [(e["phase"], e["state"]) for e in heard] == [("entered", "T"), ("exited", "T"), ("entered", "Done")]
+    assert heard[1]["output"] == {"in": 1, "t": 7}

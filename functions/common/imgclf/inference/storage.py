@@ -1,45 +1,22 @@
-"""S3 reads for inference: error translation, bounded object reads and verified downloads."""
+"""S3 reads for inference: bounded object reads and verified downloads, failing with the project's errors."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from ..errors import ImageRejected, IntegrityError, NotFound, TransientError
+from .. import aws
+from ..errors import ImageRejected, IntegrityError
 
 _CHUNK = 1024 * 1024
-_MISSING = {"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404", "NotFound"}
-_TRANSIENT = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
-              "InternalError", "ServiceUnavailable", "503", "500"}
-
-
-@contextmanager
-def s3_errors(what: str) -> Iterator[None]:
-    """Turn botocore errors of S3 calls into NotFound, TransientError or the original error."""
-    try:
-        yield
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in _MISSING:
-            raise NotFound(f"{what}: {code}") from exc
-        if code in _TRANSIENT or status >= 500:
-            raise TransientError(f"{what}: {code or status}") from exc
-        raise
-    except BotoCoreError as exc:  # connection errors, read timeouts, a body cut short
-        raise TransientError(f"{what}: {exc}") from exc
 
 
 def read_object(s3, bucket: str, key: str, *, max_bytes: int, version_id: str | None = None) -> bytes:
     """An object's bytes, refused as too_large from its Content-Length before the body is read."""
     kwargs = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
-    with s3_errors(f"get s3://{bucket}/{key}"):
+    with aws.translated(f"get s3://{bucket}/{key}"):
         response = s3.get_object(**kwargs)
         body = response["Body"]
         try:
@@ -61,7 +38,7 @@ def download(s3, bucket: str, key: str, dest: Path, *, sha256: str | None) -> No
     partial = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.partial")
     digest = hashlib.sha256()
     try:
-        with s3_errors(f"get s3://{bucket}/{key}"):
+        with aws.translated(f"get s3://{bucket}/{key}"):
             body = s3.get_object(Bucket=bucket, Key=key)["Body"]
             with partial.open("wb") as out:
                 for chunk in body.iter_chunks(_CHUNK):

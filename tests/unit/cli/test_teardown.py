@@ -16,8 +16,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from imgclf_local import teardown
-from imgclf_local.cli import build_parser
+from imgclf_cli import teardown
+from imgclf_cli.main import build_parser
 from imgclf_local.template import REGION, load_template
 
 FAST = teardown.Pace(poll_s=0, max_wait_s=5, retry_s=(0, 0))

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
 import os
 import signal
 import sys
 import threading
 
-# Sub-commands that live with the code they drive: module path -> what it adds.
-PLUGINS = (
-    "imgclf_collector.cli",
-    "imgclf_training.cli",
-    "imgclf_local.demo",
-    "imgclf_local.pipeline",
-    "imgclf_local.preflight",
-    "imgclf_local.teardown",
-)
+from imgclf_cli import collect, console, demo, pipeline, preflight, teardown, training
 
 
 def _local(args: argparse.Namespace) -> int:
-    from .stack import LocalStack
+    from imgclf_local.stack import LocalStack
 
     stack = LocalStack(api_port=args.port)
     stack.start()
@@ -64,20 +54,17 @@ def stack_environment(stack_name: str) -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgclf", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v: also the log of the code a command drives; -vv: debug logging of everything")
     parser.add_argument("--stack", metavar="NAME",
                         help="work against a deployed stack (reads its outputs); default: the environment")
+    parser.add_argument("--json", action="store_true",
+                        help="JSON lines: logs, progress and results, one object a line (also in Lambda)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local = sub.add_parser("local", help="run the embedded local stack in the foreground")
     local.add_argument("--port", type=int, default=3000, help="port of the local API and page (0: any free)")
     local.set_defaults(func=_local)
-    for module_name in PLUGINS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that part of imgclf is not installed here
-            raise
+    for module in (collect, training, demo, pipeline, preflight, teardown):
         module.add_parser(sub)
     return parser
 
@@ -86,9 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.stack:
         os.environ.update(stack_environment(args.stack))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    with console.configured(json_lines=args.json, verbose=args.verbose):
+        return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

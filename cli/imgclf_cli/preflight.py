@@ -16,7 +16,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .template import REPO_ROOT, StackTemplate, TemplateError
+from imgclf_local.template import REPO_ROOT, StackTemplate, TemplateError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -461,5 +461,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--build-in-container", action=argparse.BooleanOptionalAction, default=True,
                         help="sam build --use-container (default) or with this machine's Python")
     parser.add_argument("--skip-machine", action="store_true", help="check the account only (no docker, python, sam)")
-    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print the results as one JSON object")
     parser.set_defaults(func=run)

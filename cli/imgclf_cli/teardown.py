@@ -15,7 +15,7 @@ import boto3
 import yaml
 from botocore.exceptions import ClientError, NoRegionError, WaiterError
 
-from .template import StackTemplate, TemplateError, load_template
+from imgclf_local.template import StackTemplate, TemplateError, load_template
 
 RETAINING = {"Retain", "RetainExceptOnCreate"}
 # One setting per account and region that other APIs may log through, so teardown leaves it alone.

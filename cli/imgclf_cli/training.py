@@ -14,10 +14,9 @@ from imgclf.errors import ImgclfError
 from imgclf.registry import ModelRegistry
 from imgclf.runs import Runs
 from imgclf.settings import get_settings
-
-from . import completion
-from .promotion import promote
-from .starter import start_run
+from imgclf_training import completion
+from imgclf_training.promotion import promote
+from imgclf_training.starter import start_run
 
 
 def _hyperparameter(text: str) -> tuple[str, str]:
@@ -29,7 +28,7 @@ def _hyperparameter(text: str) -> tuple[str, str]:
 
 def local_launcher(settings, stream_output: bool = True):
     """Runs train.py on this machine and records the outcome as the completion function would."""
-    from imgclf_local.sagemaker import LocalSageMaker
+    from imgclf_local.sagemaker import LocalSageMaker  # the emulator: only for TRAINING_BACKEND=local
 
     runs, registry = Runs(settings.runs_table), ModelRegistry(settings.models_table)
 
@@ -147,7 +146,7 @@ def _edit(args: argparse.Namespace) -> int:
 
 def _print(value: Any, as_json: bool) -> None:
     if as_json or not isinstance(value, dict):
-        print(json.dumps(value, indent=2, default=str))
+        print(json.dumps(value, default=str))
     else:
         for name, item in value.items():
             print(f"{name:16} {json.dumps(item, default=str) if isinstance(item, dict | list) else item}")
@@ -208,4 +207,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     edit.set_defaults(func=_guarded(_edit))
 
     for parser in (train, runs, models, prom, rollback, review, dataset, edit):
-        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")

@@ -9,10 +9,8 @@ import time
 
 from imgclf import aws
 from imgclf.settings import get_settings
-
-from .lambda_runtime import invoke, load_handler
-from .states import StateMachine, StatesError, local_integrations
-from .template import StackTemplate
+from imgclf_cli.console import log
+from imgclf_local.states import StatesError
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -31,34 +29,28 @@ def pipeline_input(args: argparse.Namespace) -> dict:
 
 
 def run_locally(execution_input: dict, logical_id: str = "TrainingPipeline") -> dict:
-    """A template's state machine, run in this process against the stack the environment points at."""
-    from .sagemaker import LocalSageMaker
+    """A template's state machine, run in this process against the local stack the environment points at."""
+    from imgclf_local.stack import LocalStack
 
-    template = StackTemplate(parameters={"Stage": get_settings().stage})
-    handlers: dict[str, object] = {}
+    return LocalStack.from_environment().run_state_machine(logical_id, execution_input, stream_training=True,
+                                                           listener=_say_state)
 
-    def invoke_function(logical_id: str, event: dict):
-        function = template.functions[logical_id]
-        handler = handlers.setdefault(logical_id, load_handler(function))
-        return invoke(function, event, handler)
 
-    sagemaker = LocalSageMaker(aws.client("s3"), stream_output=True)
-    machine = StateMachine.from_template(template, logical_id,
-                                         local_integrations(template, invoke_function, sagemaker),
-                                         s3=aws.client("s3"))
-    return machine.execute(execution_input)
+def _say_state(event: dict) -> None:
+    if event["phase"] == "entered":
+        log.info("state %s (%s)", event["state"], event["type"], extra={"state": event["state"]})
 
 
 def run_in_aws(state_machine_arn: str, execution_input: dict, poll_s: float = 15) -> dict:
     """Start an execution of the deployed state machine and follow it to the end."""
     sfn = aws.client("stepfunctions")
     arn = sfn.start_execution(stateMachineArn=state_machine_arn, input=json.dumps(execution_input))["executionArn"]
-    print(f"started {arn}", flush=True)
+    log.info("started %s", arn, extra={"execution": arn})
     while True:
         execution = sfn.describe_execution(executionArn=arn)
         if execution["status"] in TERMINAL:
             break
-        print(f"  {execution['status'].lower()} ...", flush=True)
+        log.info("  %s ...", execution["status"].lower(), extra={"status": execution["status"]})
         time.sleep(poll_s)
     if execution["status"] != "SUCCEEDED":
         raise StatesError(execution.get("error", execution["status"]), execution.get("cause", ""))
@@ -77,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     except StatesError as exc:
         print(f"pipeline failed: {exc.error}: {exc.cause[:2000]}", file=sys.stderr)
         return 1
-    print(json.dumps(output, indent=2, default=str))
+    print(json.dumps(output, indent=None if args.json else 2, default=str))
     return 0
 
 
@@ -93,7 +85,7 @@ def reclassify(args: argparse.Namespace) -> int:
     except StatesError as exc:
         print(f"reclassification failed: {exc.error}: {exc.cause[:2000]}", file=sys.stderr)
         return 1
-    print(json.dumps(progress(settings), indent=2))
+    print(json.dumps(progress(settings), indent=None if args.json else 2))
     return 0
 
 

@@ -8,7 +8,7 @@ import boto3
 
 from imgclf.registry import ModelRegistry
 from imgclf.settings import get_settings
-from imgclf_local.cli import main
+from imgclf_cli.main import main
 
 
 def _register(version: str, error_rate: float) -> None:

@@ -10,9 +10,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from imgclf_local import preflight
-from imgclf_local.cli import build_parser, main
-from imgclf_local.preflight import (
+from imgclf_cli import preflight
+from imgclf_cli.main import build_parser, main
+from imgclf_cli.preflight import (
     FAIL,
     OK,
     WARN,

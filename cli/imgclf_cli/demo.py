@@ -1,23 +1,25 @@
-"""`imgclf demo`: collect, train, promote and classify on the embedded local stack, in one command."""
+"""`imgclf demo`: the template's pipeline (collect, train, promote), then classification, on the embedded stack."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from imgclf import ddb, keys
+from imgclf.runs import Runs, new_run_id
 from imgclf.settings import get_settings
-
-from .samples import SHAPES, write_shapes
-from .template import REPO_ROOT
+from imgclf_cli.console import log
+from imgclf_local.samples import SHAPES, write_shapes
+from imgclf_local.states import StatesError
+from imgclf_local.template import REPO_ROOT
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 DATASET = "demo"
@@ -37,42 +39,54 @@ class HeldOut:
 
 # ---------------------------------------------------------------- console
 class Console:
-    """Numbered steps with their duration, so a newcomer sees where the time goes."""
+    """Numbered steps with their duration, so a newcomer sees where the time goes; lines go to the log console."""
 
-    def __init__(self, steps: int, out=sys.stdout):
-        self.steps, self.out, self.current = steps, out, 0
+    def __init__(self, steps: int, logger: logging.Logger = log.getChild("demo")):
+        self.steps, self.log, self.current = steps, logger, 0
+        self._started: float | None = None
+        self._ticker: _Ticker | None = None
 
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
-        self.current += 1
-        self.out.write(f"[{self.current}/{self.steps}] {title} ...\n")
-        self.out.flush()
-        started = time.monotonic()
-        ticker = _Ticker(self.out, started)
-        ticker.start()
+        self.begin(title)
         try:
             yield
         finally:
-            ticker.stop()
-        self.out.write(f"      done in {time.monotonic() - started:.1f} s\n")
-        self.out.flush()
+            self.end()
 
-    def say(self, text: str) -> None:
-        self.out.write(f"      {text}\n")
-        self.out.flush()
+    def begin(self, title: str) -> None:
+        """Start the next step, ending the one before if it is still open."""
+        self.end()
+        self.current += 1
+        self.log.info("[%d/%d] %s ...", self.current, self.steps, title,
+                      extra={"step": self.current, "steps": self.steps, "title": title})
+        self._started = time.monotonic()
+        self._ticker = _Ticker(self, self._started)
+        self._ticker.start()
+
+    def end(self) -> None:
+        """Close the open step, if any, with its duration."""
+        if self._started is None:
+            return
+        self._ticker.stop()
+        seconds = time.monotonic() - self._started
+        self._started = self._ticker = None
+        self.say(f"done in {seconds:.1f} s", step=self.current, seconds=round(seconds, 1))
+
+    def say(self, text: str, **fields: Any) -> None:
+        self.log.info("      %s", text, extra=fields)
 
 
 class _Ticker(threading.Thread):
-    """Prints the elapsed time every 15 s of a long step, so a quiet terminal does not look stuck."""
+    """Says the elapsed time every 15 s of a long step, so a quiet terminal does not look stuck."""
 
-    def __init__(self, out, started: float):
+    def __init__(self, console: Console, started: float):
         super().__init__(daemon=True)
-        self.out, self.started, self.stopped = out, started, threading.Event()
+        self.console, self.started, self.stopped = console, started, threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(15):
-            self.out.write(f"      ... {time.monotonic() - self.started:.0f} s\n")
-            self.out.flush()
+            self.console.say(f"... {time.monotonic() - self.started:.0f} s")
 
     def stop(self) -> None:
         self.stopped.set()
@@ -117,32 +131,73 @@ def synthetic(workdir: Path, per_label: int) -> tuple[Path, list[HeldOut]]:
 
 
 # ---------------------------------------------------------------- the steps
-def collect_step(console: Console, train_root: Path, per_label: int) -> dict:
-    from imgclf_collector.pipeline import collect
-
-    summary = collect(DATASET, None, per_label=per_label, source="folder",
-                      source_options={"path": str(train_root)})
-    for label in summary.get("labels", []):
-        console.say(f"{label.get('label', '?'):14} accepted {label.get('accepted', 0):4}  "
-                    f"rejected {label.get('rejected', 0):3}")
-    return summary
-
-
-def train_step(stack, console: Console, hyperparameters: dict, verbose: bool) -> dict:
-    from imgclf.runs import Runs
-    from imgclf_training.starter import start_run
-
+def stage_import(stack, train_root: Path) -> tuple[str, list[str]]:
+    """Upload the training tree to imports/, the prefix the pipeline's collector may read: its URI and labels."""
     settings = get_settings()
-    runs = Runs(settings.runs_table)
-    prepared = start_run(settings, runs, stack.sagemaker(stream_output=verbose), DATASET, hyperparameters)
-    run = runs.get(prepared["run_id"])
-    if run["status"] != "Completed":
-        raise DemoError(f"training failed: {run.get('failure_reason', 'no reason recorded')}\n"
-                        "Check the data set (at least two labels with a few images each) and try again.")
-    metrics = run.get("metrics", {})
-    console.say(f"run {run['run_id']}: validation error {metrics.get('error_rate', float('nan')):.1%} "
-                f"on {metrics.get('n_valid', '?')} images")
-    return run
+    s3 = stack.client("s3")
+    prefix = f"imports/{DATASET}/"
+    labels = [d.name for d in sorted(train_root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    for label in labels:
+        for path in _images(train_root / label):
+            s3.upload_file(str(path), settings.data_bucket, f"{prefix}{label}/{path.name}")
+    return keys.s3_uri(settings.data_bucket, prefix), labels
+
+
+def pipeline_input(uri: str, labels: list[str], per_label: int, hyperparameters: dict) -> dict:
+    """What `imgclf pipeline` or the API would start the state machine with, for the staged images."""
+    return {"dataset": DATASET, "labels": labels, "query": "{label}", "per_label": per_label, "source": "s3",
+            "source_options": {"uri": uri}, "hyperparameters": hyperparameters}
+
+
+class PipelineSteps:
+    """Turns the states the execution enters and leaves into the demo's numbered steps."""
+
+    def __init__(self, console: Console, arch: str):
+        self.console = console
+        self.titles = {
+            "CollectLabels": f"Collecting into s3://{get_settings().data_bucket}/datasets/{DATASET}/ "
+                             "(state machine TrainingPipeline, one collector invocation per label)",
+            "PrepareTraining": f"Training {arch} on the CPU with train.py (SageMaker's folder contract)",
+            "Promote": "Promoting the model",
+        }
+
+    def __call__(self, event: dict) -> None:
+        state = event["state"]
+        if event["phase"] == "entered" and state in self.titles:
+            self.console.begin(self.titles[state])
+        elif event["phase"] == "exited" and state == "CollectLabels":
+            for label in event["output"].get("collected", []):
+                self.console.say(f"{label.get('label', '?'):14} accepted {label.get('accepted', 0):4}  "
+                                 f"rejected {label.get('rejected', 0):3}",
+                                 **{k: label.get(k) for k in ("label", "accepted", "rejected", "images")})
+        elif event["phase"] == "exited" and state == "Evaluate":
+            output = event["output"]
+            metrics = output.get("metrics", {})
+            self.console.say(f"run {output.get('run_id')}: validation error "
+                             f"{metrics.get('error_rate', float('nan')):.1%} on {metrics.get('n_valid', '?')} images",
+                             run_id=output.get("run_id"), metrics=metrics)
+        elif event["phase"] == "exited" and state == "Promote" and event["output"].get("promoted"):
+            self.console.say(f"active model: {event['output']['active']}", active=event["output"]["active"])
+
+
+def pipeline_step(stack, console: Console, execution_input: dict, arch: str, verbose: bool) -> dict:
+    """Run the template's TrainingPipeline, as AWS would, and return the record of the run it trained."""
+    run_id = new_run_id()  # the execution's name, which the pipeline makes the run id
+    runs = Runs(get_settings().runs_table)
+    try:
+        output = stack.run_state_machine("TrainingPipeline", execution_input, name=run_id, stream_training=verbose,
+                                         listener=PipelineSteps(console, arch))
+    except StatesError as exc:
+        if exc.error == "TrainingFailed":
+            reason = runs.get(run_id).get("failure_reason", "no reason recorded")
+            raise DemoError(f"training failed: {reason}\n"
+                            "Check the data set (at least two labels with a few images each) and try again.") from exc
+        raise DemoError(f"the pipeline failed: {exc.error}: {exc.cause[:2000]}") from exc
+    finally:
+        console.end()
+    if not output.get("promoted"):
+        raise DemoError(f"promotion refused: {output.get('reason')}")
+    return runs.get(run_id)
 
 
 def classify_step(stack, console: Console, held_out: list[HeldOut], timeout_s: float) -> list[dict]:
@@ -183,9 +238,11 @@ def report(console: Console, results: list[dict]) -> float:
         correct += hit
         confidence = r.get("confidence")
         console.say(f"{r['file']:{width}}  {r['expected']:12} {r.get('label') or r.get('status'):12} "
-                    f"{'' if confidence is None else f'{confidence:10.3f}'} {'' if hit else '  <- wrong'}")
+                    f"{'' if confidence is None else f'{confidence:10.3f}'} {'' if hit else '  <- wrong'}",
+                    file=r["file"], expected=r["expected"], predicted=r.get("label"), confidence=confidence)
     accuracy = correct / len(results)
-    console.say(f"accuracy {accuracy:.1%} ({correct}/{len(results)}) on images the model never saw")
+    console.say(f"accuracy {accuracy:.1%} ({correct}/{len(results)}) on images the model never saw",
+                accuracy=accuracy, correct=correct, images=len(results))
     return accuracy
 
 
@@ -228,7 +285,7 @@ class DemoResult:
 
 
 def run_pipeline(stack, args: argparse.Namespace, console: Console, workdir: Path) -> DemoResult:
-    """Steps 2-6 on a running stack: data, collect, train, promote, classify, report."""
+    """Steps 2-6 on a running stack: data, the pipeline (collect, train, promote), classify, report."""
     with console.step("Preparing the data"):
         if args.data:
             data = Path(args.data).expanduser()
@@ -242,42 +299,36 @@ def run_pipeline(stack, args: argparse.Namespace, console: Console, workdir: Pat
                         f"{len(held_out)} more to classify; DEMO_DATA=path uses your own photos")
         if args.limit_held_out:
             held_out = held_out[:: max(1, len(held_out) // args.limit_held_out)][: args.limit_held_out]
-    with console.step(f"Collecting into s3://{get_settings().data_bucket}/datasets/{DATASET}/"):
-        collect_step(console, train_root, args.max_per_label)
-    with console.step(f"Training {args.arch} on the CPU with train.py (SageMaker's folder contract)"):
-        run = train_step(stack, console, hyperparameters(args, not args.data), args.verbose)
-    with console.step("Promoting the model"):
-        result = stack.invoke("PromotionFunction", {"version": run["run_id"], "by": "demo"})
-        if not result.get("promoted"):
-            raise DemoError(f"promotion refused: {result.get('reason')}")
-        console.say(f"active model: {result['active']}")
+        uri, labels = stage_import(stack, train_root)
+        console.say(f"staged the training images under {uri} for the pipeline to collect")
+    execution_input = pipeline_input(uri, labels, args.max_per_label, hyperparameters(args, not args.data))
+    run = pipeline_step(stack, console, execution_input, args.arch, args.verbose)
     with console.step(f"Classifying {len(held_out)} held-out images dropped into uploads/"):
         results = classify_step(stack, console, held_out, args.timeout)
     accuracy = report(console, results)
     saved = save_report(stack, run["run_id"], Path(args.out))
     console.say(f"report plots and metrics in {Path(args.out).resolve()}: "
-                f"{', '.join(p.name for p in saved if p.suffix == '.png')}")
+                f"{', '.join(p.name for p in saved if p.suffix == '.png')}", report=[str(p) for p in saved])
     return DemoResult(run=run, results=results, accuracy=accuracy, report_files=saved)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """The `imgclf demo` command: start the stack, run the pipeline, optionally keep serving the page."""
-    from .stack import LocalStack
+    from imgclf_local.stack import LocalStack
 
     console = Console(steps=6)
     workdir = Path(tempfile.mkdtemp(prefix="imgclf-demo-"))
     stack = None
     try:
         with console.step("Starting the embedded local stack (moto, resources from template.yaml)"):
-            quiet = {} if args.verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING"}
-            stack = LocalStack(api_port=args.port if args.serve else 0, extra_environment=quiet).start()
+            stack = LocalStack(api_port=args.port if args.serve else 0).start()
         run_pipeline(stack, args, console, workdir)
         if args.serve:
             console.say(f"the upload page is at {stack.api.url}/  (Ctrl-C stops)")
             _wait_forever()
         return 0
     except DemoError as exc:
-        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        console.log.error("demo failed: %s", exc)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -310,4 +361,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default=str(REPO_ROOT / "demo-output"), help="where the report plots go")
     demo.add_argument("--serve", action="store_true", help="keep the page up afterwards and print its URL")
     demo.add_argument("--port", type=int, default=3000, help="port of the page with --serve")
-    demo.set_defaults(func=run_demo, verbose=False)
+    demo.set_defaults(func=run_demo)

@@ -1,22 +1,32 @@
-"""`imgclf collect`: the argparse sub-command the imgclf CLI mounts, with its progress bar and summary."""
+"""`imgclf collect`: the sub-command, with its progress bar and summary."""
 
 from __future__ import annotations
 
 import argparse
 import io
 
+import boto3
 import pytest
-from collector_kit import BUCKET, photo
 
 from imgclf.settings import reset_settings
-from imgclf_collector import cli
+from imgclf_cli import collect as cli
+from imgclf_cli.main import build_parser
 from imgclf_collector.pipeline import Progress
+from imgclf_local.samples import jpeg_bytes, shape_image
+
+BUCKET = "imgclf-test-data"
+
+
+@pytest.fixture
+def s3(mocked_aws):
+    """An S3 client on moto with the data bucket created."""
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="imgclf")
-    cli.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["collect", *argv])
+    return build_parser().parse_args(["collect", *argv])
 
 
 def test_the_sub_command_takes_the_documented_arguments():
@@ -50,9 +60,9 @@ def test_the_sub_command_takes_the_documented_arguments():
 
 def test_running_it_on_a_folder_stores_the_images_and_prints_a_summary(s3, tmp_path, monkeypatch, capsys):
     # GIVEN a folder of two labels and the data bucket in the environment
-    for label, seed in (("cat", 1), ("dog", 2)):
+    for label, shape in (("cat", "circle"), ("dog", "square")):
         (tmp_path / label).mkdir()
-        (tmp_path / label / "a.jpg").write_bytes(photo(seed))
+        (tmp_path / label / "a.jpg").write_bytes(jpeg_bytes(shape_image(shape, 1, 160)))
     monkeypatch.setenv("DATA_BUCKET", BUCKET)
     monkeypatch.setenv("MIN_IMAGE_SIDE", "32")
     reset_settings()

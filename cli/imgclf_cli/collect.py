@@ -1,4 +1,4 @@
-"""The `imgclf collect` sub-command: build a dataset from the command line, with a progress bar."""
+"""`imgclf collect`: build a dataset from the command line, with a progress bar."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import threading
 from typing import TextIO
 
 from imgclf.errors import ImgclfError
-
-from .pipeline import Progress, collect
-from .sources import RETIREMENT_NOTE, SOURCES
+from imgclf_collector.pipeline import Progress, collect
+from imgclf_collector.sources import RETIREMENT_NOTE, SOURCES
 
 EXAMPLE = (
     'imgclf collect --dataset obama --labels happy sad dancing --query "barack obama {label}" --per-label 150'
@@ -61,7 +60,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="concurrent downloads (default: COLLECTOR_WORKERS or 16)")
     parser.add_argument("--max-side", type=int, help="longest side of stored images in px (default 1024)")
     parser.add_argument("--run", help="run name for the reports (default: a timestamp)")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -91,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"imgclf collect: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(summary, indent=1, ensure_ascii=False))
+        print(json.dumps(summary, ensure_ascii=False))
     else:
         print_summary(summary, sys.stdout)
     return 0 if all(label["complete"] for label in summary["labels"]) else 1
@@ -159,14 +158,3 @@ def _source_options(args: argparse.Namespace) -> dict:
         raise ValueError(f"--source {args.source} needs --from")
     return options
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Run `collect` on its own (python -m imgclf_collector.cli ...), outside the imgclf command."""
-    parser = argparse.ArgumentParser(prog="imgclf")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
