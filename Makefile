@@ -36,6 +36,8 @@ $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -c requirements-lock.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	# The repository root on the venv's path: bench/*.py import the helpers of tests/support, as the tests do.
+	echo "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/imgclf-repo.pth
 	$(PY) -m pip check
 	touch $@
 
@@ -79,7 +81,7 @@ demo: venv
 	$(VENV)/bin/imgclf demo $(if $(DEMO_DATA),--data $(DEMO_DATA)) $(DEMO_ARGS)
 
 bench: venv
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(filter-out bench/__init__.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
 
 preflight: venv
 	$(VENV)/bin/imgclf preflight --stage $(STAGE) --stack-name $(STACK) $(if $(REGION),--region $(REGION)) \

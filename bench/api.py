@@ -22,14 +22,11 @@ from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-# The model kit the API's tests use: the same training run, upload and promotion.
-sys.path.insert(0, str(REPO / "tests" / "integration" / "api"))
-import api_kit  # noqa: E402
-
-from imgclf import images  # noqa: E402
-from imgclf.inference import Classifier  # noqa: E402
-from imgclf.settings import get_settings  # noqa: E402
+from imgclf import images
+from imgclf.inference import Classifier
+from imgclf.settings import get_settings
+from tests.support import models
+from tests.support.images import ANTS_BEES, real_photos
 
 WARMUP = 5
 
@@ -85,16 +82,16 @@ def measure(url: str, bodies: list[bytes], n: int) -> tuple[list[float], list[fl
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    photos = api_kit.photos("valid")
+    photos = real_photos("valid")
     if not photos:
-        print(f"no photos in {api_kit.ANTS_BEES / 'valid'}", file=sys.stderr)
+        print(f"no photos in {ANTS_BEES / 'valid'}", file=sys.stderr)
         return 1
     bodies = [path.read_bytes() for path in photos]
     with tempfile.TemporaryDirectory(prefix="imgclf-bench-api-") as scratch:
         workdir = args.workdir or Path(scratch) / "model"
         print(f"training a resnet18 at {args.img_size} px for the benchmark (one epoch)...", flush=True)
-        model_dir = api_kit.tiny_model(workdir, img_size=args.img_size)
-        with api_kit.stack_with_model(model_dir, Path(scratch) / "cache") as stack:
+        model_dir = models.train_tiny_model(workdir, img_size=args.img_size)
+        with models.stack_with_model(model_dir, Path(scratch) / "cache") as stack:
             api, direct = measure(f"{stack.api.url}/classify", bodies, args.requests)
     result = {
         "p50_ms": round(statistics.median(api), 2),

@@ -68,6 +68,12 @@ def cpu_only_env() -> dict:
     return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONWARNINGS": "ignore"}
 
 
+def shared_settings(args: argparse.Namespace) -> list[str]:
+    """The options both sides are given alike, so that they train the same way."""
+    return ["--img_size", str(args.img_size), "--bs", str(args.bs), "--seed", str(args.seed),
+            "--num_workers", str(args.num_workers), "--lr", str(args.lr)]
+
+
 def run_imgclf(data: Path, args: argparse.Namespace, work: Path) -> dict:
     """Run training_job/train.py in SageMaker folder layout; return its metrics.json."""
     env = {
@@ -90,16 +96,7 @@ def run_imgclf(data: Path, args: argparse.Namespace, work: Path) -> dict:
         "1",
         "--freeze_epochs",
         "0",
-        "--img_size",
-        str(args.img_size),
-        "--bs",
-        str(args.bs),
-        "--seed",
-        str(args.seed),
-        "--num_workers",
-        str(args.num_workers),
-        "--lr",
-        str(args.lr),
+        *shared_settings(args),
         "--fp16",
         "false",
         # Plain fastai updates BatchNorm statistics; the job must do the same work to compare.
@@ -122,16 +119,7 @@ def run_plain(data: Path, args: argparse.Namespace, work: Path) -> dict:
         str(out),
         "--data",
         str(data),
-        "--bs",
-        str(args.bs),
-        "--img_size",
-        str(args.img_size),
-        "--seed",
-        str(args.seed),
-        "--num_workers",
-        str(args.num_workers),
-        "--lr",
-        str(args.lr),
+        *shared_settings(args),
     ]
     result = subprocess.run(command, env=cpu_only_env(), capture_output=True, text=True, cwd=work)
     if result.returncode != 0:

@@ -1,8 +1,8 @@
-"""Fixtures every test folder shares: fake AWS credentials, moto, the embedded stack, events, a Lambda context."""
+"""Fixtures every test folder shares: fake AWS credentials, moto, the embedded stack, events, a Lambda context,
+the tiny trained model and the stack that serves it, the scripted image server."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -10,21 +10,16 @@ import pytest
 from imgclf import aws
 from imgclf.settings import reset_settings
 from imgclf_local.lambda_runtime import LambdaContext
+from imgclf_local.stack import LocalStack
 from imgclf_local.template import REGION, StackTemplate
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EVENTS_DIR = Path(__file__).parent / "events"
-DATASETS_DIR = (REPO_ROOT / ".." / "shared" / "datasets").resolve()
-
-
-def load_event(name: str) -> dict:
-    """A recorded event from tests/events/, by file name without .json."""
-    return json.loads((EVENTS_DIR / f"{name}.json").read_text())
+from tests.support import events, models, tables
+from tests.support.image_server import ImageServer
+from tests.support.images import DATASETS_DIR
 
 
 @pytest.fixture
 def event():
-    return load_event
+    return events.load_event
 
 
 @pytest.fixture
@@ -65,35 +60,23 @@ def template_tables(mocked_aws, stack_template, monkeypatch):
     """Every DynamoDB table of the template, created in moto, with the functions' environment set."""
     import boto3
 
-    client = boto3.client("dynamodb", region_name=REGION)
-    for table in stack_template.tables.values():
-        kwargs = {
-            "TableName": table.name,
-            "KeySchema": table.key_schema,
-            "AttributeDefinitions": table.attribute_definitions,
-            "BillingMode": table.billing_mode,
-        }
-        if table.global_secondary_indexes:
-            kwargs["GlobalSecondaryIndexes"] = table.global_secondary_indexes
-        client.create_table(**kwargs)
+    names = tables.create_tables(boto3.client("dynamodb", region_name=REGION), stack_template)
     for key, value in stack_template.function_environment().items():
         monkeypatch.setenv(key, value)
     reset_settings()
-    return {lid: t.name for lid, t in stack_template.tables.items()}
+    return names
 
 
 @pytest.fixture(scope="module")
 def local_stack():
     """The embedded stack (moto server, resources from template.yaml, pumps, API) for one test module."""
-    from imgclf_local.stack import LocalStack
-
     with LocalStack() as stack:
         yield stack
 
 
 @pytest.fixture
 def lambda_context() -> LambdaContext:
-    return LambdaContext(function_name="test-function", timeout_s=30)
+    return events.lambda_context()
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +85,27 @@ def datasets_dir() -> Path:
     if not DATASETS_DIR.is_dir():
         pytest.skip(f"shared data sets not found at {DATASETS_DIR}")
     return DATASETS_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The model folder of one tiny run of training_job/train.py, trained once for the whole session."""
+    return models.train_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="module")
+def api_stack(tiny_model, tmp_path_factory):
+    """The embedded stack with the tiny model promoted, for one test module.
+
+    Not session-wide: every stack, and every mock_aws, resets moto's in-process backends when it starts.
+    """
+    with models.stack_with_model(tiny_model, tmp_path_factory.mktemp("model-cache")) as stack:
+        yield stack
+
+
+@pytest.fixture
+def image_server():
+    """The scripted image server on 127.0.0.1 for one test."""
+    server = ImageServer().start()
+    yield server
+    server.stop()

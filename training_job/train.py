@@ -2,7 +2,8 @@
 
 Reads the dataset from SM_CHANNEL_TRAIN (default /opt/ml/input/data/train) and hyperparameters from
 /opt/ml/input/config/hyperparameters.json and the command line (the command line wins); writes
-export.pkl, model.onnx and model.json to SM_MODEL_DIR and the report to SM_OUTPUT_DATA_DIR.
+export.pkl, model.onnx, model.int8.onnx (when it passes its check against fp32) and model.json to SM_MODEL_DIR
+and the report to SM_OUTPUT_DATA_DIR.
 On failure it writes a one-paragraph reason to the failure file and exits non-zero.
 """
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from imgclf import ddb, keys
-from imgclf.runs import Runs, new_run_id
+from imgclf.runs import Runs, new_run_id, pipeline_input
 from imgclf.settings import get_settings
 from imgclf_cli.console import log
 from imgclf_local.samples import SHAPES, write_shapes
@@ -141,12 +141,6 @@ def stage_import(stack, train_root: Path) -> tuple[str, list[str]]:
         for path in _images(train_root / label):
             s3.upload_file(str(path), settings.data_bucket, f"{prefix}{label}/{path.name}")
     return keys.s3_uri(settings.data_bucket, prefix), labels
-
-
-def pipeline_input(uri: str, labels: list[str], per_label: int, hyperparameters: dict) -> dict:
-    """What `imgclf pipeline` or the API would start the state machine with, for the staged images."""
-    return {"dataset": DATASET, "labels": labels, "query": "{label}", "per_label": per_label, "source": "s3",
-            "source_options": {"uri": uri}, "hyperparameters": hyperparameters}
 
 
 class PipelineSteps:
@@ -301,7 +295,8 @@ def run_pipeline(stack, args: argparse.Namespace, console: Console, workdir: Pat
             held_out = held_out[:: max(1, len(held_out) // args.limit_held_out)][: args.limit_held_out]
         uri, labels = stage_import(stack, train_root)
         console.say(f"staged the training images under {uri} for the pipeline to collect")
-    execution_input = pipeline_input(uri, labels, args.max_per_label, hyperparameters(args, not args.data))
+    execution_input = pipeline_input(DATASET, hyperparameters(args, not args.data), labels=labels,
+                                     per_label=args.max_per_label, source="s3", source_options={"uri": uri})
     run = pipeline_step(stack, console, execution_input, args.arch, args.verbose)
     with console.step(f"Classifying {len(held_out)} held-out images dropped into uploads/"):
         results = classify_step(stack, console, held_out, args.timeout)

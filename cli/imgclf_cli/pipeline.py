@@ -8,24 +8,12 @@ import sys
 import time
 
 from imgclf import aws
+from imgclf.runs import pipeline_input
 from imgclf.settings import get_settings
 from imgclf_cli.console import log
 from imgclf_local.states import StatesError
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-
-
-def pipeline_input(args: argparse.Namespace) -> dict:
-    options = {"uri": args.location} if args.source == "s3" else {"path": args.location} if args.location else {}
-    return {
-        "dataset": args.dataset,
-        "labels": args.labels,
-        "query": args.query,
-        "per_label": args.per_label,
-        "source": args.source,
-        "source_options": options,
-        "hyperparameters": dict(args.hp),
-    }
 
 
 def run_locally(execution_input: dict, logical_id: str = "TrainingPipeline") -> dict:
@@ -59,7 +47,10 @@ def run_in_aws(state_machine_arn: str, execution_input: dict, poll_s: float = 15
 
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
-    execution_input = pipeline_input(args)
+    options = {"uri": args.location} if args.source == "s3" else {"path": args.location} if args.location else {}
+    # No run id: the state machine makes its execution's name the run's.
+    execution_input = pipeline_input(args.dataset, dict(args.hp), labels=args.labels, query=args.query,
+                                     per_label=args.per_label, source=args.source, source_options=options)
     try:
         if settings.training_backend == "local":
             output = run_locally(execution_input)

@@ -12,11 +12,11 @@ from imgclf import aws, ddb
 from imgclf.datasets import Dataset
 from imgclf.errors import ImgclfError
 from imgclf.registry import ModelRegistry
-from imgclf.runs import Runs
+from imgclf.runs import COMPLETED, FAILED, Runs
 from imgclf.settings import get_settings
 from imgclf_training import completion
 from imgclf_training.promotion import promote
-from imgclf_training.starter import start_run
+from imgclf_training.starter import start_training_job
 
 
 def _hyperparameter(text: str) -> tuple[str, str]:
@@ -43,16 +43,16 @@ def _train(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.require("data_bucket", "runs_table", "models_table")
     if settings.training_backend == "local":
-        prepared = start_run(settings, Runs(settings.runs_table), local_launcher(settings), args.dataset,
-                             dict(args.hp))
+        prepared = start_training_job(settings, Runs(settings.runs_table), local_launcher(settings), args.dataset,
+                                      dict(args.hp))
     else:  # the deployed starter function holds the SageMaker role and image settings
         prepared = _invoke(f"imgclf-{settings.stage}-training-starter",
                            {"action": "start", "dataset": args.dataset, "hyperparameters": dict(args.hp)})
     run = Runs(settings.runs_table).get(prepared["run_id"])
     _print(run, args.json)
-    if run["status"] == "Failed":
+    if run["status"] == FAILED:
         return 1
-    if args.promote and run["status"] == "Completed":
+    if args.promote and run["status"] == COMPLETED:
         result = promote(ModelRegistry(settings.models_table), run["run_id"], by="cli")
         _print(result, args.json)
     return 0

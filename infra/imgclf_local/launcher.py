@@ -10,8 +10,9 @@ from typing import Any
 log = logging.getLogger("imgclf.local.launcher")
 
 
-class LocalLauncher:
-    """Runs collector invocations and pipeline executions in background threads of the local stack."""
+class LocalPipelineLauncher:
+    """Runs collector invocations and pipeline executions in background threads of the local stack: the API's
+    PipelineLauncher there."""
 
     def __init__(self, stack):
         self.stack = stack

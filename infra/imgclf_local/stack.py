@@ -43,6 +43,8 @@ LOCAL_ENVIRONMENT = {
     "POWERTOOLS_METRICS_DISABLED": "true",
     "TRAINING_BACKEND": "local",
 }
+# The function whose app this stack builds itself, to hand it the stack's launcher.
+API_FUNCTION = "ApiFunction"
 
 
 class LocalStack:
@@ -94,7 +96,6 @@ class LocalStack:
         if self.api:
             self.api.stop()
             self.api = None
-            self._install_launcher(None)
         if self.moto:
             self._reset_moto()
             self.moto.stop()
@@ -232,13 +233,25 @@ class LocalStack:
                 pump.start()
                 self.pumps.append(pump)
 
-    def _install_launcher(self, launcher) -> None:
-        # The API starts collections and pipelines through a launcher; locally this stack runs them.
-        try:
-            from imgclf_api.handler import use_launcher
-        except ImportError:
+    def _serve_api_here(self) -> None:
+        """The API function with an app of its own, whose launcher is this stack's, so the collections and
+        pipelines it starts run here; one request at a time, as one Lambda environment takes them (the server
+        has a thread per request, and Powertools keeps the current request on its resolver class)."""
+        if API_FUNCTION not in self.template.functions or API_FUNCTION in self._handlers:
             return
-        use_launcher(launcher)
+        try:
+            from imgclf_api.app import build_app, lambda_handler_for
+            from imgclf_api.services import ServicesFromEnvironment
+        except ImportError:  # the API's code is not installed: serve what the template names
+            return
+        handle = lambda_handler_for(build_app(ServicesFromEnvironment(launcher=self.launcher)))
+        one_at_a_time = threading.Lock()
+
+        def serve(event: dict, context: Any) -> Any:
+            with one_at_a_time:
+                return handle(event, context)
+
+        self.replace_handler(API_FUNCTION, serve)
 
     def _start_api(self) -> None:
         router = Router()
@@ -247,10 +260,10 @@ class LocalStack:
                 router.add(route, lambda event, lid=logical_id: self.invoke(lid, event))
         if not router.routes:
             return
-        from .launcher import LocalLauncher
+        from .launcher import LocalPipelineLauncher
 
-        self.launcher = LocalLauncher(self)
-        self._install_launcher(self.launcher)
+        self.launcher = LocalPipelineLauncher(self)
+        self._serve_api_here()
         self.api = ApiServer(router, stage=self.template.parameters["Stage"],
                              binary_media_types=self.template.binary_media_types, port=self.api_port)
         self.api.start()

@@ -1,35 +1,20 @@
-"""Fixtures of the browser tests: headless Chromium driven by selenium, and the stack with a trained model."""
+"""Fixtures of the browser tests: headless Chromium driven by selenium (the stack with a model is shared)."""
 
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-# The tiny-model kit lives with the API's integration tests; the browser test serves the same model.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "api"))
-import api_kit  # noqa: E402
+from tests.support import REPO_ROOT
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-ARTIFACTS = api_kit.REPO_ROOT / "test-artifacts" / "e2e"
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
 # Without these the browser tries to reach the network (updates, sync, safe browsing) and hangs offline.
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--no-first-run", "--hide-scrollbars", "--force-device-scale-factor=1")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A model trained by training_job/train.py, once per session (the integration tests share it)."""
-    return api_kit.tiny_model(tmp_path_factory.getbasetemp() / "api-tiny-model")
-
-
-@pytest.fixture(scope="module")
-def api_stack(tiny_model, tmp_path_factory):
-    with api_kit.stack_with_model(tiny_model, tmp_path_factory.mktemp("model-cache")) as stack:
-        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -12,7 +10,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from imgclf.datasets import Dataset, current_images
 from imgclf.runs import Runs
 from imgclf.settings import get_settings
-from imgclf_training.starter import start_run
+from imgclf_training.starter import start_training_job
+from tests.support.browser import save_full_page
 from tests.support.datasets import upload_dataset
 
 pytestmark = pytest.mark.slow
@@ -28,19 +27,10 @@ def trained_run(local_stack) -> dict:
     """A small dataset on the stack and a run trained on it (about 30 s), with its review list written."""
     settings = get_settings()
     upload_dataset(local_stack.client("s3"), local_stack.bucket(), DATASET, LABELS, per_label=8)
-    prepared = start_run(settings, Runs(settings.runs_table), local_stack.sagemaker(), DATASET, FAST)
+    prepared = start_training_job(settings, Runs(settings.runs_table), local_stack.sagemaker(), DATASET, FAST)
     run = Runs(settings.runs_table).get(prepared["run_id"])
     assert run["status"] == "Completed", run.get("failure_reason")
     return run
-
-
-def save_full_page(browser, path) -> None:
-    """A screenshot of the whole page at the window's width (Chromium's own capture, below the fold too)."""
-    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                              "clip": clip})
-    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def open_review(browser, stack, run_id: str) -> list:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-
-import api_kit
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.support import images
+from tests.support.browser import save_full_page
+from tests.support.models import CLASSES, MODEL_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -18,19 +19,10 @@ PHONE, DESKTOP = (390, 844), (1280, 900)
 
 @pytest.fixture(scope="module")
 def real_photos() -> list:
-    found = api_kit.photos("valid", per_class=1)
+    found = images.real_photos("valid", per_class=1)
     if not found:
-        pytest.skip(f"no photos in {api_kit.ANTS_BEES / 'valid'}")
+        pytest.skip(f"no photos in {images.ANTS_BEES / 'valid'}")
     return found
-
-
-def save_full_page(browser, path) -> None:
-    """A screenshot of the whole page at the window's width, below the fold included (Chromium's own capture)."""
-    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                              "clip": clip})
-    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def classify_in_page(browser, photo) -> None:
@@ -54,12 +46,12 @@ def test_a_picked_photo_shows_its_label_a_bar_per_class_the_model_and_the_histor
     # THEN the label, one bar per class with its percentage, and the model version are shown
     assert browser.find_element(By.ID, "error").text == ""
     label = browser.find_element(By.ID, "result-label").text
-    assert label in api_kit.CLASSES
+    assert label in CLASSES
     bars = browser.find_elements(By.CSS_SELECTOR, "#bars li")
-    assert sorted(bar.find_element(By.CLASS_NAME, "name").text for bar in bars) == sorted(api_kit.CLASSES)
+    assert sorted(bar.find_element(By.CLASS_NAME, "name").text for bar in bars) == sorted(CLASSES)
     assert all(bar.find_element(By.CLASS_NAME, "pct").text.endswith("%") for bar in bars)
     assert bars[0].find_element(By.CLASS_NAME, "name").text == label  # the best class comes first
-    assert browser.find_element(By.ID, "model-version").text == api_kit.MODEL_VERSION
+    assert browser.find_element(By.ID, "model-version").text == MODEL_VERSION
     assert browser.find_element(By.ID, "preview").get_attribute("src").startswith("blob:")
 
     # AND a second photo is added to this session's history, newest first

@@ -45,6 +45,10 @@ class Hyperparameters:
     min_images_per_class: int = 2
     parity_images: int = 64
     top_k: int = 16
+    int8: bool = True
+    int8_calibration_images: int = 100
+    int8_min_agreement: float = 0.99
+    int8_max_accuracy_drop: float = 0.005
 
     def as_dict(self) -> dict:
         """The hyperparameters as JSON-ready values."""
@@ -150,6 +154,14 @@ def _fraction(value: str) -> float:
     return number
 
 
+def _share(value: str) -> float:
+    """Read a fraction in [0, 1]."""
+    number = _number(value, float, "a number in [0, 1]")
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}")
+    return number
+
+
 def _scale(value: str) -> float:
     """Read a crop scale in (0, 1]."""
     number = _number(value, float, "a number in (0, 1]")
@@ -180,6 +192,10 @@ _HYPERPARAMETER_TYPES = {
     "min_images_per_class": _positive_int,
     "parity_images": _positive_int,
     "top_k": _non_negative_int,
+    "int8": parse_bool,
+    "int8_calibration_images": _positive_int,
+    "int8_min_agreement": _share,
+    "int8_max_accuracy_drop": _share,
 }
 _BOOL_TYPES = (parse_bool, parse_auto_bool)
 _PATH_ARGS = ("train", "model_dir", "output_data_dir")

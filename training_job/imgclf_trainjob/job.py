@@ -16,8 +16,8 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from onnxruntime import InferenceSession
 
-from imgclf_trainjob import artifacts, hardware, learner, onnx_export, preprocess, report
-from imgclf_trainjob.config import JobConfig
+from imgclf_trainjob import artifacts, hardware, learner, onnx_export, preprocess, quantize, report
+from imgclf_trainjob.config import Hyperparameters, JobConfig
 from imgclf_trainjob.dataset import DatasetPlan, prepare_dataset
 from imgclf_trainjob.errors import JobFailure
 from imgclf_trainjob.weights import resolve_weights
@@ -82,15 +82,18 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     session = onnx_export.onnx_session(onnx_path)
     parity = check_onnx_parity(session, inputs)
     preprocessing_check = check_reference_preprocessing(session, inputs, hp.img_size)
+    classes = list(learn.dls.vocab)
+    int8 = int8_model(onnx_path, session, plan, hp, classes)
+    shipped = {quantize.MODEL_INT8: model_dir / quantize.MODEL_INT8} if int8.shipped else {}
     model_json = artifacts.build_model_json(
-        classes=list(learn.dls.vocab), arch=hp.arch, img_size=hp.img_size, mean=arch.mean, std=arch.std,
+        classes=classes, arch=hp.arch, img_size=hp.img_size, mean=arch.mean, std=arch.std,
         preprocessing=preprocess.preprocessing_spec(hp.img_size, aug=hp.aug),
         onnx_io=onnx_io(hp.img_size, len(learn.dls.vocab)),
-        artifacts={EXPORT_PKL: model_dir / EXPORT_PKL, MODEL_ONNX: onnx_path},
+        artifacts={EXPORT_PKL: model_dir / EXPORT_PKL, MODEL_ONNX: onnx_path, **shipped},
         dataset=dataset_summary(plan, hp.dataset_uri, paths.train, env),
         metrics=summary_metrics(metrics), onnx_parity=parity.as_dict(),
         preprocessing_check=preprocessing_check, hyperparameters=hp.as_dict() | {"lr_used": history.lr},
-        run_id=run_id_for(hp.run_id, env), weights_source=weights_source,
+        run_id=run_id_for(hp.run_id, env), weights_source=weights_source, int8=int8.as_dict(),
     )
     report.write_json(model_dir / MODEL_JSON, model_json)
     log.info("Done: error_rate=%.4f onnx max_abs_diff=%.2e", metrics["error_rate"], parity.max_abs_diff)
@@ -154,6 +157,44 @@ def check_reference_preprocessing(session: InferenceSession, inputs: ParityInput
     end_to_end = onnx_export.compare(inputs.fastai_probs, onnx_export.onnx_probabilities(session, reference))
     return {"max_abs_diff": diff, "probabilities_max_abs_diff": end_to_end.max_abs_diff,
             "n_images": len(inputs.paths), "tolerance": PREPROCESSING_TOLERANCE, "ok": True}
+
+
+def int8_model(onnx_path: Path, session: InferenceSession, plan: DatasetPlan, hp: Hyperparameters,
+               classes: list[str]) -> quantize.Int8Decision:
+    """Quantize model.onnx, check it against fp32 on the validation split, and keep it only if it passes."""
+    if not hp.int8:
+        return quantize.Int8Decision(False, "not built: the int8 hyperparameter is off")
+    int8_path = onnx_path.with_name(quantize.MODEL_INT8)
+    calibration = [plan.root / plan.train[i].rel_path for i in _spread(len(plan.train), hp.int8_calibration_images)]
+    try:
+        quantize.quantize(onnx_path, int8_path, preprocess.preprocess_files(calibration, hp.img_size),
+                          input_name=onnx_export.INPUT_NAME)
+        (fp32_probs, int8_probs), labels = validation_probabilities(
+            [session, onnx_export.onnx_session(int8_path)], plan, hp.img_size, classes)
+    except Exception as exc:  # noqa: BLE001 - a failed quantization costs the int8 model, never the run
+        log.warning("int8 quantization failed; shipping fp32 only", exc_info=True)
+        int8_path.unlink(missing_ok=True)
+        return quantize.Int8Decision(False, f"not built: quantization failed ({type(exc).__name__}: {exc})")
+    decision = quantize.decide(quantize.compare(fp32_probs, int8_probs, labels),
+                               min_agreement=hp.int8_min_agreement, max_accuracy_drop=hp.int8_max_accuracy_drop)
+    if not decision.shipped:
+        int8_path.unlink(missing_ok=True)
+    log.info("int8 model %s", decision.reason)
+    return decision
+
+
+def validation_probabilities(sessions: list[InferenceSession], plan: DatasetPlan, img_size: int,
+                             classes: list[str], chunk: int = 64) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each session's probabilities for every validation image (the model.json recipe), and their labels."""
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.array([index[sample.label] for sample in plan.valid])
+    paths = [plan.root / sample.rel_path for sample in plan.valid]
+    outputs: list[list[np.ndarray]] = [[] for _ in sessions]
+    for start in range(0, len(paths), chunk):  # a chunk at a time: a large split would not fit in memory at once
+        images = preprocess.preprocess_files(paths[start:start + chunk], img_size)
+        for output, session in zip(outputs, sessions, strict=True):
+            output.append(onnx_export.onnx_probabilities(session, images))
+    return [np.concatenate(output) for output in outputs], labels
 
 
 def onnx_io(img_size: int, n_classes: int) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .handler import openapi_document
+from .app import openapi_document
 
 
 def main() -> int:

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 from imgclf import aws, keys
 from imgclf.datasets import Dataset
 
-from .launcher import Launcher
+from .launcher import PipelineLauncher
 
 # The per-image lists of a collection report can run to thousands of rows; the summary is what people read.
 _REPORT_LISTS = ("accepted_images", "rejections")
-
-
-def new_collection_run(now: datetime | None = None) -> str:
-    """A sortable, unique name for one collection, shared by the reports of all its labels."""
-    return f"{(now or datetime.now(UTC)):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def collector_event(dataset: str, label: str, *, query: str, count: int, source: str, run: str) -> dict[str, Any]:
@@ -26,7 +19,7 @@ def collector_event(dataset: str, label: str, *, query: str, count: int, source:
     return {"dataset": dataset, "label": label, "query": query, "count": count, "source": source, "run": run}
 
 
-def start_collection(launcher: Launcher, *, dataset: str, labels: list[str], query: str, per_label: int,
+def start_collection(launcher: PipelineLauncher, *, dataset: str, labels: list[str], query: str, per_label: int,
                      source: str, run: str) -> list[str]:
     """Start one collector invocation per label; returns their ids."""
     return [

@@ -1,15 +1,14 @@
 """Starting the work that runs elsewhere: collector invocations and executions of the training pipeline.
 
-In AWS the collector runs as its own function and the pipeline as a Step Functions state machine. The
-embedded local stack runs neither, so it uses a launcher that only records what it was asked to start, or
-installs one of its own with ``handler.use_launcher``.
+In AWS the collector runs as its own function and the pipeline as a Step Functions state machine. Where
+training is local (TRAINING_BACKEND=local) nothing here can run them: the launcher only records what it was
+asked to start, unless whoever builds the app passes a launcher of its own (the embedded local stack does).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,8 +21,8 @@ from imgclf.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class Launcher(Protocol):
-    """Starts background work and returns at once with an id for each thing started."""
+class PipelineLauncher(Protocol):
+    """Starts the pipeline's work, collections and training pipelines, and returns at once with an id for each."""
 
     def collect(self, event: dict[str, Any]) -> str:
         """Start one collector invocation (one label) without waiting for it."""
@@ -33,8 +32,8 @@ class Launcher(Protocol):
 
 
 @dataclass
-class AwsLauncher:
-    """Asynchronous Lambda invocations of the collector, executions of the state machine."""
+class AwsPipelineLauncher:
+    """Asynchronous Lambda invocations of the collector, executions of the Step Functions state machine."""
 
     collector_function: str
     state_machine_arn: str
@@ -42,7 +41,7 @@ class AwsLauncher:
     sfn_client: Any = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AwsLauncher:
+    def from_settings(cls, settings: Settings) -> AwsPipelineLauncher:
         return cls(collector_function=settings.collector_function, state_machine_arn=settings.state_machine_arn)
 
     def collect(self, event: dict[str, Any]) -> str:
@@ -62,33 +61,30 @@ class AwsLauncher:
 
 
 @dataclass
-class RecordingLauncher:
-    """Starts nothing and remembers what it was asked to start: the local stack's default, and a test double."""
+class RecordingPipelineLauncher:
+    """Starts nothing and remembers what it was asked to start: where training is local, and a test double."""
 
     collected: list[dict[str, Any]] = field(default_factory=list)
     pipelines: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def collect(self, event: dict[str, Any]) -> str:
-        with self._lock:
-            self.collected.append(event)
+        self.collected.append(event)
         log.warning("collection of %s/%s recorded, not run: nothing executes functions here",
                     event.get("dataset"), event.get("label"))
         return f"local-{uuid.uuid4()}"
 
     def start_pipeline(self, name: str, execution_input: dict[str, Any]) -> str:
-        with self._lock:
-            self.pipelines.append((name, execution_input))
+        self.pipelines.append((name, execution_input))
         log.warning("pipeline execution %s recorded, not run: nothing executes state machines here", name)
         return f"local:execution:{name}"
 
 
-def launcher_for(settings: Settings) -> Launcher:
-    """The launcher of this environment: AWS services, unless training is local (the embedded stack)."""
+def launcher_for(settings: Settings) -> PipelineLauncher:
+    """The launcher of this environment: AWS services, unless training is local."""
     if settings.training_backend == "local":
-        return RecordingLauncher()
+        return RecordingPipelineLauncher()
     settings.require("collector_function", "state_machine_arn")
-    return AwsLauncher.from_settings(settings)
+    return AwsPipelineLauncher.from_settings(settings)
 
 
 @contextmanager

@@ -21,7 +21,7 @@ MAX_TOKEN_CHARS = 4096
 _TOKEN_KEYS = {BY_KEY: {"image", "bucket", "key"}, BY_TIME: {"image", "bucket", "processed_at"}}
 # What the API shows of a record; sequencers and ETags are the classifier's bookkeeping.
 FIELDS = ("image", "bucket", "key", "size", "status", "label", "confidence", "probabilities", "model_version",
-          "uploaded_at", "processed_at", "latency_ms", "reason", "message")
+          "precision", "uploaded_at", "processed_at", "latency_ms", "reason", "message")
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from imgclf import keys
+from imgclf.runs import STATUSES
 
 # Name rules are the key layout's: whatever would not be a single S3 key segment is refused here already.
 DatasetName = Annotated[str, Field(min_length=1, max_length=100, examples=["ants-bees"]),
@@ -63,6 +64,7 @@ class ClassifyResponse(BaseModel):
     confidence: float = Field(ge=0, le=1, description="The probability of that class")
     probabilities: dict[str, float] = Field(description="Every class's probability, in the model's class order")
     model_version: str = Field(description="The model version that answered")
+    precision: Literal["fp32", "int8"] = Field("fp32", description="Which of the version's models answered")
     latency_ms: float = Field(description="Time spent in the function: reading, decoding and inference")
     image: ImageInfo
 
@@ -95,6 +97,7 @@ class Prediction(BaseModel):
     confidence: float | None = None
     probabilities: dict[str, float] | None = None
     model_version: str | None = None
+    precision: str | None = Field(None, description="fp32 or int8: which of the version's models answered")
     uploaded_at: str | None = None
     processed_at: str | None = None
     latency_ms: float | None = Field(None, description="The classifier's time for this image")
@@ -131,9 +134,14 @@ class TrainingRunRequest(Strict):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
 
 
+class Int8Outcome(BaseModel):
+    shipped: bool = Field(description="Whether the run ships model.int8.onnx beside model.onnx")
+    reason: str = Field(description="Why: the check's agreement and accuracy against fp32, or why none was built")
+
+
 class TrainingRun(BaseModel):
     run_id: str
-    status: str = Field(description="Pending, InProgress, Completed, Failed or Stopped")
+    status: str = Field(description=f"{', '.join(STATUSES[:-1])} or {STATUSES[-1]}")
     dataset: str
     dataset_version: str | None = Field(None, description="sha256 of the manifest the run trains on")
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
@@ -141,6 +149,7 @@ class TrainingRun(BaseModel):
     updated_at: str | None = None
     metrics: dict[str, Any] | None = None
     failure_reason: str | None = None
+    int8: Int8Outcome | None = Field(None, description="The int8 model's check, once the run completed")
     output_prefix: str = Field(description="Where the run's artifacts and reports are written")
     reports: dict[str, str] = Field(default_factory=dict,
                                     description="Report file name -> presigned GET URL, for the files present")

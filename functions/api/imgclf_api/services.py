@@ -8,10 +8,10 @@ from typing import Any
 from imgclf import aws
 from imgclf.inference import Classifier
 from imgclf.registry import ModelRegistry
-from imgclf.settings import Settings
+from imgclf.settings import Settings, get_settings
 
 from .classify import ImageLimits, Uploads
-from .launcher import Launcher, launcher_for
+from .launcher import PipelineLauncher, launcher_for
 
 
 @dataclass
@@ -21,10 +21,10 @@ class Services:
     settings: Settings
     classifier: Classifier
     registry: ModelRegistry
-    launcher: Launcher
+    launcher: PipelineLauncher
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, launcher: Launcher | None = None) -> Services:
+    def from_settings(cls, settings: Settings, *, launcher: PipelineLauncher | None = None) -> Services:
         settings.require("data_bucket", "predictions_table", "runs_table", "models_table")
         return cls(
             settings=settings,
@@ -56,3 +56,18 @@ class Services:
     @property
     def uploads(self) -> Uploads:
         return Uploads(bucket=self.settings.data_bucket, prefix=self.settings.upload_prefix, s3=self.s3)
+
+
+class ServicesFromEnvironment:
+    """The app's default services factory: Services from the environment's settings, built on first use and
+    again whenever the settings are reset; the launcher is this environment's unless one is given."""
+
+    def __init__(self, launcher: PipelineLauncher | None = None):
+        self.launcher = launcher
+        self._built: Services | None = None
+
+    def __call__(self) -> Services:
+        settings = get_settings()
+        if self._built is None or self._built.settings is not settings:
+            self._built = Services.from_settings(settings, launcher=self.launcher)
+        return self._built

@@ -3,57 +3,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from imgclf import aws, keys
-from imgclf.datasets import Dataset
 from imgclf.errors import NotFound
-from imgclf.runs import Runs
+from imgclf.runs import PENDING, Runs, start_run
 
-from .launcher import Launcher
+from .launcher import PipelineLauncher
 
-PENDING, FAILED = "Pending", "Failed"
 REPORT_FILES = ("confusion_matrix.png", "top_losses.png", "learning_curve.png", "metrics.json", "top_losses.json")
 LINK_EXPIRES_S = 3600
 
 
-def dataset_version(s3, bucket: str, dataset: str, root: str = "datasets/") -> str:
-    """The sha256 of the dataset's manifest, so a run names exactly the data it trains on."""
-    version = Dataset(s3, bucket, dataset, root).version()
-    if not version:
-        raise NotFound(f"no dataset {dataset!r}: collect it first (POST /datasets)")
-    return version
-
-
-def pipeline_input(run_id: str, dataset: str, hyperparameters: dict[str, Any], *, labels: Sequence[str] = (),
-                   query: str = "{label}", per_label: int = 150, source: str = "ddg",
-                   source_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The state machine's input; no labels skips collection (its Map has nothing to do) and only trains."""
-    return {
-        "run_id": run_id,
-        "dataset": dataset,
-        "labels": list(labels),
-        "query": query,
-        "per_label": per_label,
-        "source": source,
-        "source_options": source_options or {},
-        # The training starter reads the run id from here, so the run the API recorded is the one trained.
-        "hyperparameters": {**hyperparameters, "run_id": run_id},
-    }
-
-
-def start_run(runs_table: str, launcher: Launcher, *, run_id: str, dataset: str, version: str,
-              hyperparameters: dict[str, Any], output_prefix: str, execution_input: dict[str, Any]) -> dict[str, Any]:
+def start_pipeline_run(runs_table: str, launcher: PipelineLauncher, *, run_id: str, dataset: str, version: str,
+                       hyperparameters: dict[str, Any], output_prefix: str,
+                       execution_input: dict[str, Any]) -> dict[str, Any]:
     """Record a Pending run, then start the pipeline that trains it; a start that fails marks the run Failed."""
     runs = Runs(runs_table)
     item = runs.create(run_id, status=PENDING, dataset=dataset, dataset_version=version,
                        hyperparameters=hyperparameters, output_prefix=output_prefix)
-    try:
-        execution = launcher.start_pipeline(run_id, execution_input)
-    except Exception as exc:
-        runs.update(run_id, status=FAILED, failure_reason=f"the pipeline could not be started: {exc}")
-        raise
+    execution = start_run(runs, run_id, "the pipeline", lambda: launcher.start_pipeline(run_id, execution_input))
     runs.update(run_id, execution=execution)
     return {**item, "execution": execution}
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from imgclf import images, keys
+from imgclf.clock import now_iso
 from imgclf.errors import ImageRejected, NoActiveModel, NotFound
 from imgclf.events import BadEvent, ObjectRef, is_sqs_event, s3_records, sqs_body
 from imgclf.inference import Classifier, LoadedModel, Prediction
 from imgclf.inference.storage import read_object
-from imgclf.registry import now_iso
 from imgclf.settings import Settings
 
 from .records import CLASSIFIED, REJECTED, PredictionTable, Version, normalise_sequencer
@@ -271,7 +271,7 @@ def record_for(outcome: Outcome, processed_at: str) -> dict[str, Any]:
     if outcome.prediction:
         item.update(label=outcome.prediction.label, confidence=outcome.prediction.confidence,
                     probabilities=outcome.prediction.probabilities,
-                    model_version=outcome.prediction.model_version)
+                    model_version=outcome.prediction.model_version, precision=outcome.prediction.precision)
     else:
         item.update(reason=outcome.reason, message=outcome.message[:1000])
     return item

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from imgclf import aws, keys
+from imgclf.datasets import new_collection_run
 from imgclf.log import get_logger
 from imgclf.settings import get_settings
 
 from .download import Downloader
-from .pipeline import CollectConfig, collect_label, download_policy, new_run_id
+from .pipeline import CollectConfig, collect_label, download_policy
 from .sources import SOURCES, make_source
 
 logger = get_logger("collector")
@@ -77,7 +78,7 @@ def lambda_handler(event: dict, context) -> dict:
             source=source,
             downloader=downloader,
             config=config,
-            run=request.run or new_run_id(),
+            run=request.run or new_collection_run(),
             time_left=lambda: context.get_remaining_time_in_millis() / 1000,
         )
     logger.info(

@@ -19,9 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from imgclf import keys
+from imgclf.clock import now_iso
 from imgclf.jsonl import JsonLinesLog
 from imgclf.log import get_logger
-from imgclf.manifest import AmbiguousRecord, EditRecord, ImageRecord, Record, now_iso, parse_objects
+from imgclf.manifest import AmbiguousRecord, EditRecord, ImageRecord, Record, parse_objects
 
 logger = get_logger("collector")
 

@@ -12,19 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from imgclf import aws, images, keys
+from imgclf.clock import now_iso
+from imgclf.datasets import new_collection_run
 from imgclf.errors import ImageRejected, ImgclfError
 from imgclf.log import get_logger
 from imgclf.manifest import ImageRecord
@@ -32,7 +32,7 @@ from imgclf.settings import Settings
 
 from .download import Downloader, DownloadPolicy
 from .errors import DownloadError
-from .manifest import DatasetManifest, ManifestIndex, TriedLog, now_iso
+from .manifest import DatasetManifest, ManifestIndex, TriedLog
 from .sources import Candidate, Source, make_source
 
 logger = get_logger("collector")
@@ -506,7 +506,7 @@ def collect(
             raise ValueError(f"the {source.name} source needs --labels")
         labels = source.labels()
     config = CollectConfig.from_settings(settings, workers=workers, max_side=max_side)
-    run = run or new_run_id()
+    run = run or new_collection_run()
     own_downloader = downloader is None
     downloader = downloader or Downloader(download_policy(settings), max_idle_per_host=config.workers)
     common = {
@@ -545,11 +545,6 @@ def collect(
         "labels": summaries,
         "manifest_key": keys.manifest_key(dataset, config.root),
     }
-
-
-def new_run_id() -> str:
-    """A sortable, unique run name."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def report_key(dataset: str, run: str, label: str, root: str = "datasets/") -> str:

@@ -12,12 +12,20 @@ and the manifest's sha256 is the dataset version a run records, so every run can
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections import Counter
+from datetime import UTC, datetime
 
 from . import aws, keys
+from .clock import now_iso
 from .errors import Conflict, NotFound, ObjectNotFound
 from .jsonl import JsonLinesLog
-from .manifest import EDITS, EditRecord, Image, now_iso, parse_objects, replay
+from .manifest import EDITS, EditRecord, Image, parse_objects, replay
+
+
+def new_collection_run(now: datetime | None = None) -> str:
+    """A sortable, unique name for one collection, shared by the reports and records of all its labels."""
+    return f"{(now or datetime.now(UTC)):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def current_images(records: list[dict]) -> dict[str, Image]:
@@ -43,6 +51,13 @@ class Dataset:
         """The sha256 of the manifest: what a training run records as its dataset version."""
         _, body, _ = self.manifest.read()
         return hashlib.sha256(body).hexdigest() if body else ""
+
+    def require_version(self) -> str:
+        """version(), or NotFound while nothing is collected: a training run must name the data it trains on."""
+        version = self.version()
+        if not version:
+            raise NotFound(f"dataset {self.name!r} has no manifest: collect images into it first")
+        return version
 
     def summary(self) -> dict:
         """Counts per label of the images training would use, and how many are left out and why."""

@@ -7,7 +7,7 @@ import unicodedata
 from urllib.parse import unquote_plus
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp")
-MODEL_ARTIFACTS = ("model.onnx", "model.json", "export.pkl")
+MODEL_ARTIFACTS = ("model.onnx", "model.int8.onnx", "model.json", "export.pkl")
 
 _NAME = re.compile(r"^[\w][\w .\-]{0,99}$", re.UNICODE)
 

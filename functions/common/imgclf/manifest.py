@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from typing import Any
 
 EDITS = ("delete", "relabel", "keep")
@@ -27,11 +26,6 @@ EDITS = ("delete", "relabel", "keep")
 
 class MalformedRecord(ValueError):
     """A manifest line that is no record of this schema."""
-
-
-def now_iso() -> str:
-    """A record's timestamp: UTC, ISO 8601, milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 _KINDS = {str: "a string", int: "an integer", list: "a list", dict: "an object"}

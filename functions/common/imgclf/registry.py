@@ -8,16 +8,12 @@ version's artifacts, so the classifier can check what it downloads before it loa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from . import ddb
+from .clock import now_iso
 from .errors import AlreadyProcessed, Conflict, NotFound
 
 ACTIVE = "@active"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ class Settings:
     dataset_prefix: str = "datasets/"
     models_prefix: str = "models/"
     model_backend: str = "onnx"
+    model_precision: str = "auto"
     model_check_seconds: int = 60
     # /tmp is the only writable directory in Lambda.
     model_cache_dir: str = "/tmp/imgclf-models"  # noqa: S108  # nosec B108
@@ -86,6 +87,10 @@ class Settings:
         settings = cls(**values)
         if settings.model_backend not in {"onnx", "fastai"}:
             raise ConfigError(f"MODEL_BACKEND must be onnx or fastai, not {settings.model_backend!r}")
+        if settings.model_precision not in {"auto", "fp32", "int8"}:
+            raise ConfigError(f"MODEL_PRECISION must be auto, fp32 or int8, not {settings.model_precision!r}")
+        if settings.model_precision == "int8" and settings.model_backend != "onnx":
+            raise ConfigError("MODEL_PRECISION=int8 needs the onnx backend; fastai runs export.pkl in fp32")
         return settings
 
     def require(self, *names: str) -> None:

@@ -12,10 +12,11 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from imgclf import aws, keys
+from imgclf.clock import now_iso
 from imgclf.errors import AccessDenied, Conflict, ImgclfError, IntegrityError, NotFound, TransientError
 from imgclf.log import get_logger, get_metrics
 from imgclf.registry import ModelRegistry
-from imgclf.runs import Runs, now_iso
+from imgclf.runs import COMPLETED, FAILED, STOPPED, Runs
 from imgclf.settings import Settings, get_settings
 
 from .jobs import job_name
@@ -23,7 +24,9 @@ from .jobs import job_name
 logger = get_logger("training-completion")
 metrics = get_metrics("training-completion")
 
-MODEL_ARTIFACTS = {"export.pkl", "model.onnx", "model.json"}
+MODEL_INT8 = "model.int8.onnx"
+# model.int8.onnx is there only when the job's int8 check passed (model.json's int8 block says why or why not).
+MODEL_ARTIFACTS = {"export.pkl", "model.onnx", MODEL_INT8, "model.json"}
 MAX_MEMBER_BYTES = 2 * 1024**3
 # What stops an optional object (the report archive, split.json) from being read: the run completes without it.
 _UNREADABLE = (NotFound, AccessDenied, TransientError)
@@ -76,8 +79,9 @@ def complete_run(settings: Settings, runs: Runs, registry: ModelRegistry, run_id
     """Record a job's outcome; a completed job becomes a candidate model version."""
     s3 = s3 or aws.client("s3")
     status = job.get("TrainingJobStatus")
-    if status != "Completed":
-        return fail_run(runs, run_id, job.get("FailureReason") or f"training job {status}", status)
+    if status != COMPLETED:
+        return fail_run(runs, run_id, job.get("FailureReason") or f"training job {status}",
+                        STOPPED if status == STOPPED else FAILED)
     bucket = settings.data_bucket
     model_tar = keys.parse_s3_uri(job["ModelArtifacts"]["S3ModelArtifacts"])[1]
     model_prefix = keys.model_prefix(run_id, settings.models_prefix)
@@ -94,6 +98,9 @@ def complete_run(settings: Settings, runs: Runs, registry: ModelRegistry, run_id
     for name, recorded in model_json.get("artifacts", {}).items():
         if name in artifacts and artifacts[name] != recorded.get("sha256"):
             raise IntegrityError(f"{name} of run {run_id} does not match the sha256 in its model.json")
+    if MODEL_INT8 in artifacts and MODEL_INT8 not in model_json.get("artifacts", {}):
+        raise IntegrityError(f"run {run_id} has a {MODEL_INT8} that its model.json does not list as shipped")
+    int8 = model_json.get("int8") or {"shipped": False, "reason": "the training job recorded no int8 check"}
     run = runs.get(run_id)
     model_metrics = model_json.get("metrics", {})
     try:
@@ -101,22 +108,23 @@ def complete_run(settings: Settings, runs: Runs, registry: ModelRegistry, run_id
             run_id, artifacts=artifacts, metrics=model_metrics, classes=model_json.get("classes", []),
             dataset=run.get("dataset", ""), dataset_version=run.get("dataset_version", ""), run_id=run_id,
             extra={"arch": model_json.get("arch"), "valid_set": _valid_set_digest(s3, bucket, output_prefix),
-                   "report": sorted(report)},
+                   "report": sorted(report), "int8": int8},
         )
     except Conflict:
         logger.info("model version already registered", extra={"run_id": run_id})  # a redelivered event
-    runs.update(run_id, status="Completed", metrics=model_metrics, model_version=run_id, finished_at=now_iso(),
-                billable_seconds=job.get("BillableTimeInSeconds"))
+    runs.update(run_id, status=COMPLETED, metrics=model_metrics, model_version=run_id, finished_at=now_iso(),
+                billable_seconds=job.get("BillableTimeInSeconds"),
+                int8={"shipped": bool(int8.get("shipped")), "reason": str(int8.get("reason", ""))})
     logger.info("run completed", extra={"run_id": run_id, "metrics": model_metrics})
-    return {"run_id": run_id, "version": run_id, "status": "Completed", "metrics": model_metrics}
+    return {"run_id": run_id, "version": run_id, "status": COMPLETED, "metrics": model_metrics}
 
 
-def fail_run(runs: Runs, run_id: str, reason: str, status: str | None = "Failed") -> dict:
-    """Record why a run failed and count it, so the training-failures alarm fires."""
-    runs.update(run_id, status=status or "Failed", failure_reason=reason[:4000], finished_at=now_iso())
+def fail_run(runs: Runs, run_id: str, reason: str, status: str = FAILED) -> dict:
+    """Record why a run failed (or was stopped) and count it, so the training-failures alarm fires."""
+    runs.update(run_id, status=status, failure_reason=reason[:4000], finished_at=now_iso())
     metrics.add_metric(name="TrainingFailed", unit=MetricUnit.Count, value=1)
     logger.error("run failed", extra={"run_id": run_id, "reason": reason})
-    return {"run_id": run_id, "status": status or "Failed", "failure_reason": reason}
+    return {"run_id": run_id, "status": status, "failure_reason": reason}
 
 
 def _job_from_event(event: dict) -> dict:

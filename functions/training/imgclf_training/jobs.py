@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from imgclf import aws, keys
-from imgclf.datasets import Dataset
+from imgclf import keys
 from imgclf.settings import Settings
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-DEFAULT_HYPERPARAMETERS = {"arch": "resnet18", "epochs": "4", "freeze_epochs": "1", "img_size": "224",
-                           "min_scale": "0.5", "valid_pct": "0.2", "seed": "42"}
 
 
 def job_name(settings: Settings, run_id: str) -> str:
@@ -24,16 +21,15 @@ def output_prefix(settings: Settings, run_id: str) -> str:
     return keys.model_prefix(run_id, settings.models_prefix)
 
 
-def dataset_version(settings: Settings, dataset: str, s3=None) -> str:
-    """The sha256 of the dataset's manifest: a run names exactly the data it trained on."""
-    return Dataset(s3 or aws.client("s3"), settings.data_bucket, dataset, settings.dataset_prefix).version()
-
-
 def training_job_request(settings: Settings, run_id: str, dataset: str, hyperparameters: dict) -> dict:
-    """A CreateTrainingJob request: GPU instance, optional managed spot with checkpoints, outputs under models/."""
+    """A CreateTrainingJob request: GPU instance, optional managed spot with checkpoints, outputs under models/.
+
+    The hyperparameters are the caller's alone (SageMaker wants strings): train.py's Hyperparameters owns the
+    defaults of whatever is left out. The run id and the dataset's URI are the run's own, for the job to record.
+    """
     bucket = settings.data_bucket
     name = job_name(settings, run_id)
-    hps = {**DEFAULT_HYPERPARAMETERS, **{k: str(v) for k, v in hyperparameters.items()}}
+    hps = {k: str(v) for k, v in hyperparameters.items()}
     hps.update(run_id=run_id, dataset_uri=keys.s3_uri(bucket, keys.dataset_prefix(dataset, settings.dataset_prefix)))
     stopping = {"MaxRuntimeInSeconds": settings.training_max_runtime_s}
     if settings.training_use_spot:

@@ -5,23 +5,25 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from imgclf import aws, keys
-from imgclf.errors import AlreadyProcessed, Conflict, NotFound
+from imgclf.clock import now_iso
+from imgclf.datasets import Dataset
+from imgclf.errors import AlreadyProcessed, Conflict
 from imgclf.log import get_logger
-from imgclf.runs import Runs, new_run_id, now_iso
+from imgclf.runs import IN_PROGRESS, PENDING, Runs, new_run_id, start_run
 from imgclf.settings import Settings, get_settings
 
-from .jobs import dataset_version, job_name, output_prefix, training_job_request
+from .jobs import job_name, output_prefix, training_job_request
 
 logger = get_logger("training-starter")
 
 
-class Launcher(Protocol):
-    """Starts a training job from a CreateTrainingJob request."""
+class TrainingJobLauncher(Protocol):
+    """Starts a training job from a CreateTrainingJob request (SageMaker, or the local stack's stand-in)."""
 
     def start(self, request: dict) -> None: ...
 
 
-class SageMakerLauncher:
+class SageMakerTrainingJobLauncher:
     """Starts the job on SageMaker."""
 
     def __init__(self, sagemaker=None):
@@ -35,9 +37,7 @@ def prepare_run(settings: Settings, runs: Runs, dataset: str, hyperparameters: d
                 run_id: str | None = None, s3=None) -> dict:
     """Record a new run of a dataset and return it with its CreateTrainingJob request."""
     dataset = keys.check_name("dataset", dataset)
-    version = dataset_version(settings, dataset, s3)
-    if not version:
-        raise NotFound(f"dataset {dataset!r} has no manifest: collect images into it first")
+    version = Dataset(s3 or aws.client("s3"), settings.data_bucket, dataset, settings.dataset_prefix).require_version()
     run_id = run_id or new_run_id()
     request = training_job_request(settings, run_id, dataset, hyperparameters or {})
     fields = dict(
@@ -54,26 +54,21 @@ def prepare_run(settings: Settings, runs: Runs, dataset: str, hyperparameters: d
         runs.create(run_id, **fields)
     except AlreadyProcessed:
         # The API records a Pending run before it starts the pipeline under the same name: adopt it.
-        if runs.get(run_id).get("status") != "Pending":
-            raise Conflict(f"training run {run_id} exists and is past Pending") from None
+        if runs.get(run_id).get("status") != PENDING:
+            raise Conflict(f"training run {run_id} exists and is past {PENDING}") from None
         runs.update(run_id, **fields)
     logger.info("prepared run", extra={"run_id": run_id, "dataset": dataset, "dataset_version": version})
     return {"run_id": run_id, "dataset": dataset, "dataset_version": version, "request": request}
 
 
-def start_run(settings: Settings, runs: Runs, launcher: Launcher, dataset: str,
-              hyperparameters: dict | None = None, s3=None) -> dict:
+def start_training_job(settings: Settings, runs: Runs, launcher: TrainingJobLauncher, dataset: str,
+                       hyperparameters: dict | None = None, s3=None) -> dict:
     """Record a run and start its job; a launch failure is recorded on the run before it propagates."""
     prepared = prepare_run(settings, runs, dataset, hyperparameters, s3=s3)
     run_id = prepared["run_id"]
     # Marked before launching: a fast job (or the local backend) may finish before start() returns.
-    runs.update(run_id, status="InProgress", started_at=now_iso())
-    try:
-        launcher.start(prepared["request"])
-    except Exception as exc:
-        runs.update(run_id, status="Failed", failure_reason=f"could not start the training job: {exc}",
-                    finished_at=now_iso())
-        raise
+    runs.update(run_id, status=IN_PROGRESS, started_at=now_iso())
+    start_run(runs, run_id, "the training job", lambda: launcher.start(prepared["request"]))
     return prepared
 
 
@@ -88,5 +83,6 @@ def lambda_handler(event: dict, context: Any) -> dict:
         return prepare_run(settings, runs, event["dataset"], event.get("hyperparameters"), event.get("run_id"))
     if action == "start":
         settings.require("training_image_uri", "training_role_arn")
-        return start_run(settings, runs, SageMakerLauncher(), event["dataset"], event.get("hyperparameters"))
+        return start_training_job(settings, runs, SageMakerTrainingJobLauncher(), event["dataset"],
+                                  event.get("hyperparameters"))
     raise ValueError(f"unknown action {action!r}: expected prepare or start")

@@ -5,17 +5,18 @@ from __future__ import annotations
 import base64
 import io
 
-import api_kit
 import pytest
 import requests
-from api_kit import MODEL_VERSION
 from PIL import Image
+
+from tests.support.images import real_photos
+from tests.support.models import CLASSES, MODEL_VERSION
 
 
 @pytest.fixture(scope="module")
 def photo() -> bytes:
     """A real photo when the shared data sets are there, a generated one otherwise."""
-    real = api_kit.photos("valid", per_class=1)
+    real = real_photos("valid", per_class=1)
     if real:
         return real[0].read_bytes()
     buffer = io.BytesIO()
@@ -30,7 +31,7 @@ def test_a_photo_posted_raw_is_classified_by_the_promoted_model(api_stack, photo
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["model_version"] == MODEL_VERSION
-    assert set(answer["probabilities"]) == set(api_kit.CLASSES)
+    assert set(answer["probabilities"]) == set(CLASSES)
     assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     assert answer["label"] == max(answer["probabilities"], key=answer["probabilities"].get)
 

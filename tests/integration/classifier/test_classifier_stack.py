@@ -17,9 +17,9 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def promoted(stack, integration_model):
+def promoted(stack, tiny_model):
     """The tiny model uploaded to the stack's bucket and promoted in its registry."""
-    return publish_model(stack, integration_model, "run-1")
+    return publish_model(tiny_model, "run-1")
 
 
 def record_of(stack, key: str) -> dict | None:

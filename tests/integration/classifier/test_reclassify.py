@@ -20,9 +20,9 @@ def records(stack, keys: list[str]) -> list[dict]:
     return [ddb.get_item(stack.table("PredictionsTable"), {"image": f"s3://{stack.bucket()}/{k}"}) for k in keys]
 
 
-def test_reclassification_moves_every_upload_to_the_new_model_once(stack, integration_model, photo_jpeg):
+def test_reclassification_moves_every_upload_to_the_new_model_once(stack, tiny_model, photo_jpeg):
     # GIVEN uploads classified by a first model, and one that is not an image
-    publish_model(stack, integration_model, "v1")
+    publish_model(tiny_model, "v1")
     keys = [f"uploads/backfill/{i}.jpg" for i in range(12)]
     for key in keys:
         stack.client("s3").put_object(Bucket=stack.bucket(), Key=key, Body=photo_jpeg)
@@ -31,7 +31,7 @@ def test_reclassification_moves_every_upload_to_the_new_model_once(stack, integr
     before = {r["image"]: r for r in records(stack, keys)}
 
     # WHEN a second model is promoted and the reclassification runs, twice
-    publish_model(stack, integration_model, "v2")
+    publish_model(tiny_model, "v2")
     first = stack.state_machine("ReclassifyMachine").execute({})
     machine = stack.state_machine("ReclassifyMachine")
     machine.execute({})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from collector_kit import body, photo
+from tests.support.image_server import body
+from tests.support.images import photo
 
 
 def manifest(stack) -> list[dict]:

@@ -10,7 +10,7 @@ from imgclf.datasets import Dataset
 from imgclf.registry import ModelRegistry
 from imgclf.runs import Runs
 from imgclf.settings import get_settings
-from imgclf_training.starter import start_run
+from imgclf_training.starter import start_training_job
 from tests.support.datasets import upload_dataset
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ FAST = {"arch": "resnet18", "pretrained": "false", "epochs": "1", "freeze_epochs
 
 def _train(stack) -> dict:
     settings = get_settings()
-    prepared = start_run(settings, Runs(settings.runs_table), stack.sagemaker(), "faces", FAST)
+    prepared = start_training_job(settings, Runs(settings.runs_table), stack.sagemaker(), "faces", FAST)
     run = Runs(settings.runs_table).get(prepared["run_id"])
     assert run["status"] == "Completed", run.get("failure_reason")
     return run

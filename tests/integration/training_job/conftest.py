@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -11,15 +10,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from imgclf.manifest import AmbiguousRecord, EditRecord, ImageRecord, to_line
+from tests.support.images import noisy_jpeg
+from tests.support.models import TRAIN_SCRIPT, sagemaker_env
 
-REPO = Path(__file__).resolve().parents[3]
-TRAIN_PY = REPO / "training_job" / "train.py"
-DATASETS = REPO / ".." / "shared" / "datasets"
 # Labels chosen to exercise spaces and non-ASCII names end to end.
 LABELS = {"red apple": (200, 40, 40), "blåbær": (40, 40, 200), "grüne Äpfel": (40, 180, 40)}
 PER_LABEL = 8
@@ -46,16 +42,6 @@ class TrainedRun:
         return json.loads((folder / name).read_text(encoding="utf-8"))
 
 
-def _jpeg(color, seed: int) -> bytes:
-    """A 64 px noisy colour JPEG of a slightly varying shape."""
-    rng = np.random.default_rng(seed)
-    height = 64 + (seed % 5) * 4
-    pixels = np.clip(np.array(color) + rng.normal(0, 35, (height, 64, 3)), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 def build_dataset(root: Path) -> tuple[str, str, str]:
     """Collector-layout dataset with a manifest; returns the ambiguous, the deleted and the corrupt file."""
     manifest = []
@@ -63,7 +49,9 @@ def build_dataset(root: Path) -> tuple[str, str, str]:
         folder = root / label
         folder.mkdir(parents=True)
         for i in range(PER_LABEL):
-            data = _jpeg(color, index * 100 + i)
+            seed = index * 100 + i
+            # Heights vary a little: the job must cope with pictures of different shapes.
+            data = noisy_jpeg(color, seed, (64, 64 + (seed % 5) * 4), noise=35)
             sha = hashlib.sha256(data).hexdigest()
             (folder / f"{label}-{sha[:12]}.jpg").write_bytes(data)
             manifest.append(ImageRecord(sha, label, key=f"datasets/fruit/{label}/{label}-{sha[:12]}.jpg",
@@ -82,26 +70,18 @@ def build_dataset(root: Path) -> tuple[str, str, str]:
     return ambiguous.key.removeprefix("datasets/fruit/"), deleted.key.removeprefix("datasets/fruit/"), corrupt
 
 
-def sagemaker_env(root: Path, hyperparameters: dict) -> dict:
+def job_env(root: Path, hyperparameters: dict) -> dict:
     """Environment for a job whose /opt/ml tree lives under root; hyperparameters go to the JSON file."""
     config = root / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}))
-    return {
-        **os.environ,
-        "SM_INPUT_CONFIG_DIR": str(config),
-        "SM_INPUT_DIR": str(root / "input"),
-        "SM_CHANNEL_TRAIN": str(root / "input" / "data" / "train"),
-        "SM_MODEL_DIR": str(root / "model"),
-        "SM_OUTPUT_DATA_DIR": str(root / "output" / "data"),
-        "PYTHONWARNINGS": "ignore",
-    }
+    return {**os.environ, **sagemaker_env(root), "PYTHONWARNINGS": "ignore"}
 
 
 def run_train(root: Path, hyperparameters: dict, *argv: str,
               timeout: int = 600) -> subprocess.CompletedProcess:
     """Run train.py in a fresh process, from an unrelated working directory, like the container does."""
-    return subprocess.run([sys.executable, str(TRAIN_PY), *argv], env=sagemaker_env(root, hyperparameters),
+    return subprocess.run([sys.executable, str(TRAIN_SCRIPT), *argv], env=job_env(root, hyperparameters),
                           cwd=root, capture_output=True, text=True, timeout=timeout)
 
 
@@ -120,12 +100,6 @@ def trained_run(tmp_path_factory) -> TrainedRun:
                       output_data_dir=root / "output" / "data",
                       failure_file=root / "output" / "failure", returncode=result.returncode,
                       log=result.stdout + result.stderr, ambiguous=ambiguous, deleted=deleted, corrupt=corrupt)
-
-
-@pytest.fixture(scope="session")
-def datasets_dir() -> Path:
-    """The shared real photo datasets (tests using them skip when absent)."""
-    return DATASETS.resolve()
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,10 @@ def model_json(run):
     return run.json(run.model_dir, "model.json")
 
 
-def test_every_artifact_is_written_and_nothing_else(run):
-    assert {p.name for p in run.model_dir.iterdir()} == MODEL_FILES
+def test_every_artifact_is_written_and_nothing_else(run, model_json):
+    # model.int8.onnx is there exactly when the job's int8 check passed, which a tiny model may or may not.
+    shipped = {"model.int8.onnx"} if model_json["int8"]["shipped"] else set()
+    assert {p.name for p in run.model_dir.iterdir()} == MODEL_FILES | shipped
     assert {p.name for p in run.output_data_dir.iterdir()} >= REPORT_FILES
     assert not run.failure_file.exists()
     for name in REPORT_FILES:
@@ -161,3 +163,15 @@ def test_export_pkl_loads_in_a_fresh_process_and_matches_onnx(run, model_json, t
 def test_log_shows_epochs_and_warnings(run):
     assert "epoch=1 phase=frozen" in run.log and "epoch=2 phase=unfrozen" in run.log
     assert "unreadable image(s) skipped" in run.log and "'empty label'" in run.log
+
+
+def test_model_json_records_the_int8_decision_and_why(run, model_json):
+    int8 = model_json["int8"]
+    assert int8["reason"].startswith("shipped: " if int8["shipped"] else "not shipped: ")
+    assert int8["check"]["n_images"] == model_json["dataset"]["n_valid"]
+    assert int8["thresholds"] == {"min_agreement": 0.99, "max_accuracy_drop": 0.005}
+    if int8["shipped"]:
+        data = (run.model_dir / "model.int8.onnx").read_bytes()
+        assert model_json["artifacts"]["model.int8.onnx"]["sha256"] == hashlib.sha256(data).hexdigest()
+    else:
+        assert "model.int8.onnx" not in model_json["artifacts"]

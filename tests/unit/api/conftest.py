@@ -18,8 +18,8 @@ from imgclf.errors import NoActiveModel
 from imgclf.inference import Classifier, LoadedModel, ModelMetadata, Recipe
 from imgclf.registry import ModelRegistry
 from imgclf.settings import get_settings, reset_settings
-from imgclf_api import handler
-from imgclf_api.launcher import RecordingLauncher
+from imgclf_api.app import build_app, lambda_handler_for
+from imgclf_api.launcher import RecordingPipelineLauncher
 from imgclf_api.services import Services
 from imgclf_local.apigw import compile_route
 
@@ -61,11 +61,13 @@ def fixed_model(version: str = "20261129-120000-abcd", probabilities=(0.8, 0.2))
 
 @dataclass
 class ApiClient:
-    """Calls lambda_handler with API Gateway REST proxy events shaped like tests/events/apigw_get_prediction.json."""
+    """Calls an app's Lambda handler with API Gateway REST proxy events shaped like
+    tests/events/apigw_get_prediction.json."""
 
     base_event: dict
     context: Any
     routes: list
+    handler: Any
 
     def request(self, method: str, url: str, *, json_body: Any = None, body: bytes | str | None = None,
                 content_type: str | None = None, headers: dict[str, str] | None = None) -> ApiResponse:
@@ -94,7 +96,7 @@ class ApiClient:
         })
         event["requestContext"].update({"resourcePath": resource, "httpMethod": method, "requestId": request_id,
                                         "path": f"/dev{split.path}"})
-        result = handler.lambda_handler(event, self.context)
+        result = self.handler(event, self.context)
         return ApiResponse(result)
 
     def get(self, url: str, **kwargs) -> ApiResponse:
@@ -144,8 +146,8 @@ def api_env(template_tables, monkeypatch):
 
 
 @pytest.fixture
-def launcher() -> RecordingLauncher:
-    return RecordingLauncher()
+def launcher() -> RecordingPipelineLauncher:
+    return RecordingPipelineLauncher()
 
 
 @pytest.fixture
@@ -156,17 +158,16 @@ def store() -> FakeStore:
 @pytest.fixture
 def services(api_env, launcher, store):
     """The API's collaborators against moto, with the fake model and a launcher that records."""
-    built = Services(settings=api_env, classifier=Classifier(store), registry=ModelRegistry(api_env.models_table),
-                     launcher=launcher)
-    handler.use_services(built)
-    yield built
-    handler.use_services(None)
+    return Services(settings=api_env, classifier=Classifier(store), registry=ModelRegistry(api_env.models_table),
+                    launcher=launcher)
 
 
 @pytest.fixture
 def api(services, event, lambda_context, stack_template) -> ApiClient:
+    """The API app built with those collaborators, called as API Gateway would call its function."""
     routes = [(route, compile_route(route.path)[0]) for route in stack_template.functions["ApiFunction"].api_routes]
-    return ApiClient(base_event=event("apigw_get_prediction"), context=lambda_context, routes=routes)
+    return ApiClient(base_event=event("apigw_get_prediction"), context=lambda_context, routes=routes,
+                     handler=lambda_handler_for(build_app(lambda: services)))
 
 
 @pytest.fixture

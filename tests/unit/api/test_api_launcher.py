@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 
 from imgclf.errors import AccessDenied, ConfigError, Conflict, TransientError
 from imgclf.settings import Settings
-from imgclf_api.launcher import AwsLauncher, RecordingLauncher, launcher_for
+from imgclf_api.launcher import AwsPipelineLauncher, RecordingPipelineLauncher, launcher_for
 from imgclf_local.template import REGION
 
 DEFINITION = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
@@ -27,7 +27,7 @@ def test_a_collection_is_an_asynchronous_invocation_of_the_collector(aws_credent
                            "Payload": json.dumps(event).encode()})
 
         # WHEN a collection is started
-        started = AwsLauncher("imgclf-dev-collector", "arn:unused", lambda_client=client).collect(event)
+        started = AwsPipelineLauncher("imgclf-dev-collector", "arn:unused", lambda_client=client).collect(event)
 
         # THEN the id is the invocation's request id and nothing waits for the collector
         assert started == "req-1"
@@ -38,7 +38,7 @@ def test_a_pipeline_is_an_execution_named_after_the_run(mocked_aws):
     sfn = boto3.client("stepfunctions", region_name=REGION)
     arn = sfn.create_state_machine(name="imgclf-dev-pipeline", definition=json.dumps(DEFINITION),
                                    roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
-    launcher = AwsLauncher("imgclf-dev-collector", arn, sfn_client=sfn)
+    launcher = AwsPipelineLauncher("imgclf-dev-collector", arn, sfn_client=sfn)
 
     execution = launcher.start_pipeline("20261129-120000-abcd", {"dataset": "ants-bees", "labels": []})
 
@@ -59,16 +59,16 @@ def test_service_errors_become_the_projects_where_the_caller_can_act(aws_credent
     with Stubber(sfn) as stub:
         stub.add_client_error("start_execution", service_error_code=code, http_status_code=status)
         with pytest.raises(raised):
-            AwsLauncher("f", "arn:aws:states:us-east-1:123456789012:stateMachine:p", sfn_client=sfn) \
+            AwsPipelineLauncher("f", "arn:aws:states:us-east-1:123456789012:stateMachine:p", sfn_client=sfn) \
                 .start_pipeline("run", {})
 
 
-def test_the_local_stack_records_instead_of_starting():
+def test_where_training_is_local_the_launcher_records_instead_of_starting():
     launcher = launcher_for(Settings(training_backend="local"))
 
     started = launcher.collect({"dataset": "d", "label": "l"})
 
-    assert isinstance(launcher, RecordingLauncher)
+    assert isinstance(launcher, RecordingPipelineLauncher)
     assert started.startswith("local-")
     assert launcher.collected == [{"dataset": "d", "label": "l"}]
 
@@ -76,6 +76,6 @@ def test_the_local_stack_records_instead_of_starting():
 def test_in_aws_the_launcher_needs_the_collector_and_the_state_machine():
     settings = Settings(collector_function="imgclf-dev-collector", state_machine_arn="arn:sm")
 
-    assert launcher_for(settings) == AwsLauncher("imgclf-dev-collector", "arn:sm")
+    assert launcher_for(settings) == AwsPipelineLauncher("imgclf-dev-collector", "arn:sm")
     with pytest.raises(ConfigError, match="STATE_MACHINE_ARN"):
         launcher_for(replace(settings, state_machine_arn=""))

@@ -1,71 +1,64 @@
-"""Fixtures of the classifier tests: one tiny trained model per session, moto resources, event builders."""
+"""Fixtures of the classifier tests: the session's tiny model, moto resources, event builders, a fake clock."""
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import itertools
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from classifier_helpers import FakeClock, jpeg_bytes, s3_record, sqs_record, synthetic_photo, train_tiny_model
 
 from imgclf import aws
 from imgclf.inference import Classifier
-from imgclf.registry import ModelRegistry
 from imgclf.settings import get_settings, reset_settings
 from imgclf_classifier.records import PredictionTable
 from imgclf_classifier.service import Collaborators
+from tests.support import events, models, tables
+from tests.support.images import jpeg_bytes, synthetic_photo
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test says so."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture(scope="session")
-def trained_model(tmp_path_factory) -> Path:
-    """A resnet18 trained from scratch for one epoch by training_job/train.py on generated images."""
-    return train_tiny_model(tmp_path_factory.mktemp("trained"))
+def trained_model(tiny_model) -> Path:
+    """The session's tiny model (tests/conftest.py), under the name these tests know it by."""
+    return tiny_model
 
 
 @pytest.fixture(scope="session")
 def model_sha256(trained_model) -> dict[str, str]:
     """The sha256 of every artifact of the trained model, as the registry records them."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in trained_model.iterdir()}
+    return models.artifact_sha256(trained_model)
 
 
 @pytest.fixture
-def classifier_env(template_tables, monkeypatch, tmp_path):
+def classifier_env(template_tables, stack_template, monkeypatch, tmp_path):
     """moto with the template's tables, the data bucket, and the classifier's environment."""
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "model-cache"))
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     reset_settings()
-    settings = get_settings()
-    s3 = aws.client("s3")
-    s3.create_bucket(Bucket=settings.data_bucket)
-    s3.put_bucket_versioning(Bucket=settings.data_bucket, VersioningConfiguration={"Status": "Enabled"})
-    return settings
+    tables.create_bucket(aws.client("s3"), stack_template.buckets["DataBucket"])
+    return get_settings()
 
 
 @pytest.fixture
-def publish_model(classifier_env, trained_model, model_sha256):
+def publish_model(classifier_env, trained_model):
     """Upload a model version's artifacts and promote it; `artifacts` overrides what the registry records."""
-    settings = classifier_env
-    registry = ModelRegistry(settings.models_table)
-    s3 = aws.client("s3")
-
-    def publish(version: str, *, names=("model.json", "model.onnx"), artifacts: dict | None = None,
-                body_of: dict | None = None, promote: bool = True):
-        for name in names:
-            body = (body_of or {}).get(name) or (trained_model / name).read_bytes()
-            key = f"{settings.models_prefix}{version}/{name}"
-            s3.put_object(Bucket=settings.data_bucket, Key=key, Body=body)
-        classes = json.loads((trained_model / "model.json").read_text())["classes"]
-        registry.register(version, artifacts=artifacts or dict(model_sha256), metrics={"error_rate": 0.1},
-                          classes=classes)
-        if promote:
-            registry.promote(version, force=True)
-
-    return publish
+    return functools.partial(models.publish_model, trained_model)
 
 
 @pytest.fixture
@@ -111,21 +104,13 @@ def upload(classifier_env):
 @pytest.fixture
 def sqs_event():
     """Build an SQS event: one message per object (dict) or raw body (str), ids m0, m1, ..."""
-
-    def build(*items) -> dict:
-        records = []
-        for i, item in enumerate(items):
-            body = item if isinstance(item, str) else {"Records": [s3_record(item)]}
-            records.append(sqs_record(body, f"m{i}"))
-        return {"Records": records}
-
-    return build
+    return events.sqs_event
 
 
 @pytest.fixture
 def s3_event():
     """Build a direct S3 event naming the given objects."""
-    return lambda *objs: {"Records": [s3_record(obj) for obj in objs]}
+    return events.s3_event
 
 
 @pytest.fixture

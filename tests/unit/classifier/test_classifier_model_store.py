@@ -15,9 +15,9 @@ def loads() -> tuple[list[str], object]:
     """A loader that records the model directories it builds backends from, and its record."""
     calls: list[str] = []
 
-    def spying_loader(name, directory, metadata):
+    def spying_loader(name, directory, metadata, **options):
         calls.append(str(directory))
-        return load_backend(name, directory, metadata)
+        return load_backend(name, directory, metadata, **options)
 
     return calls, spying_loader
 

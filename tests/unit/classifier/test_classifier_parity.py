@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from classifier_helpers import jpeg_bytes, synthetic_photo
 from PIL import Image
 
 from imgclf import images
 from imgclf.errors import ImageRejected
 from imgclf.inference import ModelMetadata, Recipe, decode_reduced, load_backend
 from imgclf.inference.model import LoadedModel
+from tests.support.images import jpeg_bytes, synthetic_photo
 
 TOLERANCE = 1e-4
 MAX_PIXELS = 40_000_000

@@ -9,7 +9,6 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
-from classifier_helpers import jpeg_bytes, s3_record, synthetic_photo
 from PIL import Image
 
 from imgclf import aws
@@ -17,6 +16,8 @@ from imgclf.errors import TransientError
 from imgclf.inference.model import LoadedModel
 from imgclf_classifier.records import normalise_sequencer
 from imgclf_classifier.service import process_event
+from tests.support.events import s3_record
+from tests.support.images import jpeg_bytes, synthetic_photo
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from imgclf.runs import Runs
+from imgclf.runs import FAILED, Runs, pipeline_input
 from imgclf.settings import get_settings
-from imgclf_cli.demo import Console, DemoError, pipeline_input, pipeline_step
+from imgclf_cli.demo import DATASET, Console, DemoError, pipeline_step
 from imgclf_local.states import StatesError
 
 
@@ -18,14 +18,15 @@ class FailingStack:
 
     def run_state_machine(self, logical_id, execution_input, name=None, **options):
         self.executions.append((logical_id, execution_input, name))
-        Runs(get_settings().runs_table).create(name, status="Failed", failure_reason="train.py needs 2 labels")
+        Runs(get_settings().runs_table).create(name, status=FAILED, failure_reason="train.py needs 2 labels")
         raise StatesError("TrainingFailed", "The training job failed; see the run record.")
 
 
 def test_the_demo_starts_the_templates_pipeline_on_the_staged_images(template_tables):
     # GIVEN training images staged under imports/
     stack = FailingStack()
-    execution_input = pipeline_input("s3://bucket/imports/demo/", ["circle", "square"], 50, {"epochs": "1"})
+    execution_input = pipeline_input(DATASET, {"epochs": "1"}, labels=["circle", "square"], per_label=50, source="s3",
+                                     source_options={"uri": "s3://bucket/imports/demo/"})
 
     # WHEN the demo's pipeline step runs
     with pytest.raises(DemoError):
@@ -44,7 +45,7 @@ def test_a_failed_training_job_is_reported_with_the_reason_on_its_run(template_t
 
     # WHEN the demo's pipeline step runs
     with pytest.raises(DemoError) as failed:
-        pipeline_step(stack, Console(steps=1), pipeline_input("s3://b/imports/demo/", ["a"], 5, {}), "resnet18",
+        pipeline_step(stack, Console(steps=1), pipeline_input(DATASET, {}, labels=["a"], per_label=5), "resnet18",
                       verbose=False)
 
     # THEN the message carries the run's reason and what to do

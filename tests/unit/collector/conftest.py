@@ -1,19 +1,12 @@
-"""Collector fixtures: the scripted image server, and an S3 bucket in moto."""
+"""Collector fixtures: an S3 bucket in moto and the collector's settings (the image server is shared)."""
 
 from __future__ import annotations
 
 import boto3
 import pytest
-from collector_kit import BUCKET, ImageServer
 
 from imgclf.settings import Settings
-
-
-@pytest.fixture
-def image_server():
-    server = ImageServer().start()
-    yield server
-    server.stop()
+from tests.support.tables import BUCKET
 
 
 @pytest.fixture

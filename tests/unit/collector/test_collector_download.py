@@ -8,7 +8,6 @@ import ssl
 import time
 
 import pytest
-from collector_kit import ImageServer, body, photo, redirect, sequence, trickle
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,6 +15,8 @@ from cryptography.x509.oid import NameOID
 
 from imgclf_collector.download import Downloader, DownloadPolicy
 from imgclf_collector.errors import DownloadError
+from tests.support.image_server import ImageServer, body, redirect, sequence, trickle
+from tests.support.images import photo
 
 LOCAL = DownloadPolicy(allow_private=True, connect_timeout=1, read_timeout=2, deadline=2, retries=0)
 

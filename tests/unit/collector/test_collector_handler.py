@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from collector_kit import BUCKET, body, photo
 
 from imgclf.errors import ConfigError
 from imgclf.settings import reset_settings
 from imgclf_collector.handler import CollectRequest, lambda_handler
+from tests.support.image_server import body
+from tests.support.images import photo
+from tests.support.tables import BUCKET
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 from imgclf.errors import NotFound
 from imgclf.manifest import AmbiguousRecord, EditRecord, ImageRecord
 from imgclf_collector.manifest import DatasetManifest, JsonLinesLog, ManifestIndex, plan_commit
+from tests.support.tables import BUCKET
 
-BUCKET = "imgclf-test-data"
 KEY = "datasets/pets/manifest.jsonl"
 
 

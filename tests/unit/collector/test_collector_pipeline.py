@@ -8,13 +8,15 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
-from collector_kit import BUCKET, body, photo, png_declaring, redirect, trickle
 from PIL import Image
 
 from imgclf_collector.download import Downloader
 from imgclf_collector.errors import SearchAuthError
 from imgclf_collector.pipeline import CollectConfig, collect, collect_label, download_policy
 from imgclf_collector.sources import Candidate, UrlListSource
+from tests.support.image_server import body, redirect, trickle
+from tests.support.images import photo, png_declaring
+from tests.support.tables import BUCKET
 
 DATASET = "pets"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -116,6 +117,56 @@ def test_an_artifact_that_does_not_match_model_json_fails_the_run(bucket, lambda
     job = _finished_job(bucket, settings, run_id, {"model.onnx": b"tampered"},
                         {"classes": ["a"], "artifacts": {"model.onnx": {"sha256": "0" * 64}}})
     with pytest.raises(IntegrityError):
+        completion.lambda_handler({"action": "complete", "run_id": run_id, "job": job}, lambda_context)
+    assert Runs(settings.runs_table).get(run_id)["status"] == "Failed"
+
+
+def _digest(data: bytes) -> dict:
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def test_a_shipped_int8_model_is_registered_with_its_check(bucket, lambda_context):
+    # GIVEN a run whose job shipped model.int8.onnx and listed it in model.json
+    settings = get_settings()
+    run_id = _prepared_run(bucket, settings)
+    int8 = {"shipped": True, "reason": "shipped: top-1 agreement 1.0000", "check": {"top1_agreement": 1.0}}
+    job = _finished_job(bucket, settings, run_id, {"model.onnx": b"onnx", "model.int8.onnx": b"int8"},
+                        {"classes": ["a", "b"], "int8": int8,
+                         "artifacts": {"model.onnx": _digest(b"onnx"), "model.int8.onnx": _digest(b"int8")}})
+
+    # WHEN the run completes
+    completion.lambda_handler({"action": "complete", "run_id": run_id, "job": job}, lambda_context)
+
+    # THEN the version has the int8 artifact with its checksum, and the run says it shipped
+    version = ModelRegistry(settings.models_table).get(run_id)
+    assert version["artifacts"]["model.int8.onnx"] == _digest(b"int8")["sha256"]
+    assert version["int8"]["check"]["top1_agreement"] == 1.0
+    assert Runs(settings.runs_table).get(run_id)["int8"] == {"shipped": True, "reason": int8["reason"]}
+
+
+def test_a_run_without_int8_completes_with_the_reason_recorded(bucket, lambda_context):
+    # GIVEN a run whose int8 model failed its check
+    settings = get_settings()
+    run_id = _prepared_run(bucket, settings)
+    reason = "not shipped: top-1 agreement with fp32 0.9500 is below int8_min_agreement 0.99"
+    job = _finished_job(bucket, settings, run_id, {"model.onnx": b"onnx"},
+                        {"classes": ["a", "b"], "int8": {"shipped": False, "reason": reason}})
+
+    # WHEN the run completes
+    completion.lambda_handler({"action": "complete", "run_id": run_id, "job": job}, lambda_context)
+
+    # THEN it ships fp32 only and says why
+    assert "model.int8.onnx" not in ModelRegistry(settings.models_table).get(run_id)["artifacts"]
+    run = Runs(settings.runs_table).get(run_id)
+    assert run["status"] == "Completed" and run["int8"] == {"shipped": False, "reason": reason}
+
+
+def test_an_int8_model_that_model_json_does_not_list_fails_the_run(bucket, lambda_context):
+    settings = get_settings()
+    run_id = _prepared_run(bucket, settings)
+    job = _finished_job(bucket, settings, run_id, {"model.onnx": b"onnx", "model.int8.onnx": b"int8"},
+                        {"classes": ["a"], "artifacts": {"model.onnx": _digest(b"onnx")}})
+    with pytest.raises(IntegrityError, match="model.int8.onnx"):
         completion.lambda_handler({"action": "complete", "run_id": run_id, "job": job}, lambda_context)
     assert Runs(settings.runs_table).get(run_id)["status"] == "Failed"
 

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from tests.support.images import noisy_jpeg
 
 COLORS = [(200, 40, 40), (40, 40, 200), (40, 180, 40), (200, 200, 40)]
-
-
-def jpeg_bytes(color: tuple[int, int, int], seed: int, size: tuple[int, int] = (64, 64)) -> bytes:
-    """A noisy solid-colour JPEG, different for every seed."""
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(color) + rng.normal(0, 30, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def write_images(folder: Path, label: str, n: int, color_index: int, seed: int = 0) -> list[dict]:
@@ -28,7 +18,7 @@ def write_images(folder: Path, label: str, n: int, color_index: int, seed: int =
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n):
-        data = jpeg_bytes(COLORS[color_index % len(COLORS)], seed * 1000 + color_index * 100 + i)
+        data = noisy_jpeg(COLORS[color_index % len(COLORS)], seed * 1000 + color_index * 100 + i)
         sha = hashlib.sha256(data).hexdigest()
         (folder / f"{label}-{sha[:12]}.jpg").write_bytes(data)
         rows.append({"label": label, "sha256": sha, "bytes": len(data), "width": 64, "height": 64})

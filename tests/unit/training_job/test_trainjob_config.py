@@ -9,20 +9,14 @@ import pytest
 
 from imgclf_trainjob.config import Hyperparameters, load_config
 from imgclf_trainjob.errors import JobFailure, failure_file_path, one_paragraph, write_failure
+from tests.support.models import sagemaker_env
 
 
 @pytest.fixture
 def sm_env(tmp_path):
     """A SageMaker-like environment rooted in tmp_path, with an empty hyperparameters.json."""
-    config = tmp_path / "input" / "config"
-    config.mkdir(parents=True)
-    return {
-        "SM_INPUT_CONFIG_DIR": str(config),
-        "SM_INPUT_DIR": str(tmp_path / "input"),
-        "SM_CHANNEL_TRAIN": str(tmp_path / "input" / "data" / "train"),
-        "SM_MODEL_DIR": str(tmp_path / "model"),
-        "SM_OUTPUT_DATA_DIR": str(tmp_path / "output" / "data"),
-    }
+    (tmp_path / "input" / "config").mkdir(parents=True)
+    return sagemaker_env(tmp_path)
 
 
 def write_hyperparameters(env: dict, values: dict) -> None:

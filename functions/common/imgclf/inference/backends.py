@@ -1,8 +1,8 @@
 """Two ways to run the same model behind one interface: the exported ONNX graph, or the fastai learner itself.
 
-``onnx`` needs onnxruntime, Pillow and numpy only; nothing on its path imports torch. ``fastai`` loads
-export.pkl with CPU torch, imported only when that backend is built, so an image without torch can
-import this module.
+``onnx`` needs onnxruntime, Pillow and numpy only; nothing on its path imports torch. It runs model.onnx (fp32)
+or, where the training job shipped one, model.int8.onnx (int8). ``fastai`` loads export.pkl with CPU torch,
+imported only when that backend is built, so an image without torch can import this module.
 """
 
 from __future__ import annotations
@@ -19,9 +19,20 @@ from PIL import Image
 from .metadata import MetadataError, ModelMetadata
 
 BACKENDS = ("onnx", "fastai")
+PRECISIONS = ("fp32", "int8")
 ONNX_INPUT, ONNX_OUTPUT = "image", "probabilities"
-# The artifacts each backend reads, model.json first: every one is verified before any is loaded.
-REQUIRED_ARTIFACTS = {"onnx": ("model.json", "model.onnx"), "fastai": ("model.json", "export.pkl")}
+# The weights file of each backend and precision; the training job ships model.int8.onnx only when it passed.
+MODEL_FILES = {("onnx", "fp32"): "model.onnx", ("onnx", "int8"): "model.int8.onnx", ("fastai", "fp32"): "export.pkl"}
+# Lambda grants one vCPU's worth of time per 1,769 MB of memory, whatever number of CPUs the process sees.
+LAMBDA_MB_PER_VCPU = 1769
+
+
+def required_artifacts(backend: str, precision: str = "fp32") -> tuple[str, str]:
+    """What a backend reads at a precision, model.json first: every one is verified before any is loaded."""
+    try:
+        return "model.json", MODEL_FILES[(backend, precision)]
+    except KeyError:
+        raise ValueError(f"the {backend} backend has no {precision} model") from None
 
 
 class Backend(Protocol):
@@ -29,6 +40,7 @@ class Backend(Protocol):
 
     name: str
     classes: tuple[str, ...]
+    precision: str  # "fp32" or "int8": what answered, recorded with every prediction
 
     def prepare(self, image: Image.Image) -> Any:
         """Per-image work that can run in a worker thread while other images download."""
@@ -45,14 +57,38 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def default_threads(environ=os.environ) -> int:
+    """onnxruntime's intra-op threads: Lambda's vCPU share at the configured memory, else every CPU granted.
+
+    Lambda shows the process 2 CPUs up to 3008 MB but throttles it to memory / 1769 MB of CPU time, so threads
+    beyond that share spin against the quota: n threads at a share s run min(1, s / n) of the time. A second
+    thread pays when 2 CPUs make the work more than 2 / s times faster than 1: not at 2048 MB (s 1.16 needs 1.72x),
+    at 3008 MB (s 1.7) above 1.18x; the handler measured 1.55x (docs/benchmarks.md, memory table). round(share)
+    takes the second thread from a share of 1.5 on.
+    """
+    cpus = available_cpus()
+    memory = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    if not memory:
+        return cpus
+    try:
+        share = int(memory) / LAMBDA_MB_PER_VCPU
+    except ValueError:
+        return cpus
+    return max(1, min(cpus, round(share)))
+
+
 class OnnxBackend:
     """onnxruntime on CPU, fed by preprocess.Recipe; the graph normalises and applies softmax itself."""
 
     name = "onnx"
 
-    def __init__(self, model_path: Path, metadata: ModelMetadata, *, threads: int | None = None):
+    def __init__(self, model_path: Path, metadata: ModelMetadata, *, threads: int | None = None,
+                 precision: str = "fp32"):
         import onnxruntime as ort
 
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+        self.precision = precision
         self.metadata = metadata
         self.classes = metadata.classes
         self.recipe = metadata.recipe
@@ -78,17 +114,21 @@ class OnnxBackend:
 
 
 def session_options(threads: int | None = None):
-    """onnxruntime options for one model per Lambda environment: every granted CPU, full optimisation."""
+    """onnxruntime options for one model per Lambda environment: the vCPU share's threads, full optimisation."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    # ORT_ENABLE_ALL for both precisions: the int8 graph needs at least the extended level to fuse its
+    # quantize/dequantize pairs into integer kernels (0.74 s per batch of 10 at the basic level, 0.14 s at all).
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads or available_cpus()
+    options.intra_op_num_threads = threads or default_threads()
     # One graph runs at a time; parallel branches (none in a CNN) would only compete for the same CPUs.
     options.inter_op_num_threads = 1
-    # Thread spinning stays on (the default): it made a batch of 10 about 12% faster on 2 vCPUs, and Lambda
-    # bills wall time, not CPU time.
+    # No spinning: after a batch the pool's threads would spin on the CPUs that the next batch's decoding needs.
+    # Spinning made the forward pass alone about 12% faster on 2 vCPUs, but the handler as a whole (decode,
+    # preprocess, infer) 5% slower at fp32 and 16% at int8; with one thread (up to 2048 MB) it makes no difference.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return options
 
@@ -97,6 +137,7 @@ class FastaiBackend:
     """The exported fastai learner on CPU torch: fastai's own transforms, so it is the reference."""
 
     name = "fastai"
+    precision = "fp32"
 
     def __init__(self, pkl_path: Path, metadata: ModelMetadata, *, threads: int | None = None):
         import torch
@@ -125,12 +166,15 @@ class FastaiBackend:
 
 
 def load_backend(name: str, model_dir: Path, metadata: ModelMetadata, *,
-                 threads: int | None = None) -> Backend:
-    """Build the named backend from verified artifacts in model_dir."""
+                 threads: int | None = None, precision: str = "fp32") -> Backend:
+    """Build the named backend at a precision from verified artifacts in model_dir."""
     model_dir = Path(model_dir)
     if name == "onnx":
-        return OnnxBackend(model_dir / "model.onnx", metadata, threads=threads)
+        return OnnxBackend(model_dir / required_artifacts(name, precision)[1], metadata, threads=threads,
+                           precision=precision)
     if name == "fastai":
+        if precision != "fp32":
+            raise ValueError("the fastai backend runs export.pkl in fp32 only")
         return FastaiBackend(model_dir / "export.pkl", metadata, threads=threads)
     raise ValueError(f"unknown inference backend {name!r}; expected one of {BACKENDS}")
 

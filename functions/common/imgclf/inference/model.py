@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,16 +14,17 @@ from .metadata import ModelMetadata
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's answer: the most likely class, its probability, every class's probability and the model."""
+    """One image's answer: the top class, its probability, every class's, the model version and its precision."""
 
     label: str
     confidence: float
     probabilities: dict[str, float]
     model_version: str
+    precision: str = "fp32"
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "confidence": self.confidence, "probabilities": dict(self.probabilities),
-                "model_version": self.model_version}
+                "model_version": self.model_version, "precision": self.precision}
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,17 @@ class LoadedModel:
     version: str
     backend: Backend
     metadata: ModelMetadata
+    # Seconds spent loading it, by stage (registry, download, checksum, session): the cold start's share.
+    load_timings: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.metadata.classes
+
+    @property
+    def precision(self) -> str:
+        """fp32 or int8: which of the version's models answers."""
+        return getattr(self.backend, "precision", "fp32")
 
     def prepare(self, image: Image.Image) -> Any:
         """Per-image preprocessing, safe to run concurrently."""
@@ -59,4 +67,5 @@ class LoadedModel:
             confidence=float(row[best]),
             probabilities={name: float(p) for name, p in zip(self.classes, row, strict=True)},
             model_version=self.version,
+            precision=self.precision,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 
 from .. import aws
@@ -28,21 +29,25 @@ def read_object(s3, bucket: str, key: str, *, max_bytes: int, version_id: str | 
             body.close()
 
 
-def download(s3, bucket: str, key: str, dest: Path, *, sha256: str | None) -> None:
+def download(s3, bucket: str, key: str, dest: Path, *, sha256: str | None) -> float:
     """Stream an object to dest, which appears only if its sha256 is the expected one (else IntegrityError).
 
-    sha256=None skips the check, for a file whose checksum nobody recorded.
+    sha256=None skips the check, for a file whose checksum nobody recorded. Returns the seconds spent hashing,
+    so that a cold start's breakdown can tell the checksum from the transfer.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.partial")
     digest = hashlib.sha256()
+    hashing = 0.0
     try:
         with aws.translated(f"get s3://{bucket}/{key}"):
             body = s3.get_object(Bucket=bucket, Key=key)["Body"]
             with partial.open("wb") as out:
                 for chunk in body.iter_chunks(_CHUNK):
+                    started = time.perf_counter()
                     digest.update(chunk)
+                    hashing += time.perf_counter() - started
                     out.write(chunk)
         if sha256 is not None and digest.hexdigest() != sha256.lower():
             actual = digest.hexdigest()
@@ -50,6 +55,7 @@ def download(s3, bucket: str, key: str, dest: Path, *, sha256: str | None) -> No
         os.replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
+    return hashing
 
 
 def file_sha256(path: Path) -> str:

@@ -1,42 +1,15 @@
-"""Test helpers for the collector: a real HTTP server on 127.0.0.1 that answers as a test scripts it, and
-pictures made on the fly."""
+"""A real HTTP server on 127.0.0.1 that answers as a test scripts it: the image hosts the collector meets."""
 
 from __future__ import annotations
 
-import io
-import random
 import ssl
-import struct
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from PIL import Image
-
-BUCKET = "imgclf-test-data"
 Route = Callable[[BaseHTTPRequestHandler], None]
-
-
-def photo(seed: int, size: tuple[int, int] = (160, 120), fmt: str = "JPEG") -> bytes:
-    """The same picture for the same seed, a different one for every other seed: seeded noise, tinted."""
-    noise = Image.frombytes("RGB", size, random.Random(seed).randbytes(size[0] * size[1] * 3))
-    tint = Image.new("RGB", size, ((seed * 67) % 256, (seed * 131) % 256, (seed * 29) % 256))
-    buffer = io.BytesIO()
-    Image.blend(noise, tint, 0.5).save(buffer, fmt)
-    return buffer.getvalue()
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height: a decompression bomb as the header shows it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
 def body(

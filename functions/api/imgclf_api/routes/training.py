@@ -1,0 +1,56 @@
+"""POST /training-runs, GET /training-runs/{id} and its /review: start runs, follow them, look at their errors."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+from imgclf import keys
+from imgclf.datasets import Dataset
+from imgclf.runs import Runs, new_run_id, pipeline_input
+
+from .. import openapi, training
+from ..dependencies import Collaborators, existing_name
+from ..schemas import TrainingRun, TrainingRunRequest, TrainingRunReview
+from ..services import Services
+
+router = APIGatewayRouter()
+
+
+@router.post("/training-runs", summary="Train a model on a collected dataset", tags=["training"], status_code=202,
+             responses=openapi.responses(202, TrainingRun, "The run is recorded and its pipeline started",
+                                         400, 404, 409, 415, 503))
+def create_training_run(request: Annotated[TrainingRunRequest, Body()], s: Collaborators) -> TrainingRun:
+    version = Dataset(s.s3, s.settings.data_bucket, request.dataset, s.settings.dataset_prefix).require_version()
+    run_id = new_run_id()
+    hyperparameters = request.hyperparameters.as_dict()
+    item = training.start_pipeline_run(s.settings.runs_table, s.launcher, run_id=run_id, dataset=request.dataset,
+                                       version=version, hyperparameters=hyperparameters,
+                                       execution_input=pipeline_input(request.dataset, hyperparameters, run_id=run_id),
+                                       output_prefix=keys.model_prefix(run_id, s.settings.models_prefix))
+    return _training_run(s, item)
+
+
+@router.get("/training-runs/<id>", summary="A run's status, metrics and report links", tags=["training"],
+            responses=openapi.responses(200, TrainingRun, "The run", 404))
+def get_training_run(run_id: Annotated[str, Path(alias="id")], s: Collaborators) -> TrainingRun:
+    return _training_run(s, Runs(s.settings.runs_table).get(existing_name("run", run_id)))
+
+
+@router.get("/training-runs/<id>/review", summary="The validation images the model got wrong or was unsure of",
+            tags=["training"], responses=openapi.responses(200, TrainingRunReview, "The review list", 404))
+def review_training_run(run_id: Annotated[str, Path(alias="id")], s: Collaborators) -> TrainingRunReview:
+    run = Runs(s.settings.runs_table).get(existing_name("run", run_id))
+    items = training.review_items(s.s3, s.settings.data_bucket, run, models_root=s.settings.models_prefix,
+                                  datasets_root=s.settings.dataset_prefix)
+    return TrainingRunReview(run_id=run["run_id"], items=items)
+
+
+def _training_run(s: Services, item: dict) -> TrainingRun:
+    links = training.report_links(s.s3, s.settings.data_bucket, item["run_id"], models_root=s.settings.models_prefix)
+    fields = {name: item.get(name) for name in TrainingRun.model_fields if item.get(name) is not None}
+    fields.setdefault("output_prefix", keys.model_prefix(item["run_id"], s.settings.models_prefix))
+    fields.setdefault("dataset", "")
+    return TrainingRun(**{**fields, "reports": links})
