@@ -235,8 +235,10 @@ def report(console: Console, results: list[dict]) -> float:
                     f"{'' if confidence is None else f'{confidence:10.3f}'} {'' if hit else '  <- wrong'}",
                     file=r["file"], expected=r["expected"], predicted=r.get("label"), confidence=confidence)
     accuracy = correct / len(results)
-    console.say(f"accuracy {accuracy:.1%} ({correct}/{len(results)}) on images the model never saw",
-                accuracy=accuracy, correct=correct, images=len(results))
+    precisions = sorted({r["precision"] for r in results if r.get("precision")})
+    answered = f", answered by the {' and '.join(precisions)} model" if precisions else ""
+    console.say(f"accuracy {accuracy:.1%} ({correct}/{len(results)}) on images the model never saw{answered}",
+                accuracy=accuracy, correct=correct, images=len(results), precision=precisions)
     return accuracy
 
 
