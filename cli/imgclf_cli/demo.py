@@ -231,9 +231,12 @@ def report(console: Console, results: list[dict]) -> float:
         hit = r.get("label") == r["expected"]
         correct += hit
         confidence = r.get("confidence")
+        # An unknown verdict keeps its top label, counted as the answer here; the mark says the model was unsure.
+        unsure = "  (not sure)" if r.get("verdict") == "unknown" else ""
         console.say(f"{r['file']:{width}}  {r['expected']:12} {r.get('label') or r.get('status'):12} "
-                    f"{'' if confidence is None else f'{confidence:10.3f}'} {'' if hit else '  <- wrong'}",
-                    file=r["file"], expected=r["expected"], predicted=r.get("label"), confidence=confidence)
+                    f"{'' if confidence is None else f'{confidence:10.3f}'} {'' if hit else '  <- wrong'}{unsure}",
+                    file=r["file"], expected=r["expected"], predicted=r.get("label"), confidence=confidence,
+                    verdict=r.get("verdict"))
     accuracy = correct / len(results)
     precisions = sorted({r["precision"] for r in results if r.get("precision")})
     answered = f", answered by the {' and '.join(precisions)} model" if precisions else ""

@@ -29,7 +29,7 @@ from .images import ANTS_BEES_CLASSES, real_photos, synthetic_photo
 
 TRAIN_SCRIPT = REPO_ROOT / "training_job" / "train.py"
 CLASSES = ANTS_BEES_CLASSES
-PUBLISHED = ("model.json", "model.onnx")
+PUBLISHED = ("model.json", "model.onnx", "calibration.json")
 MODEL_VERSION = "20261129-000000-tiny"
 TRAIN_ARGS = ("--arch", "resnet18", "--pretrained", "false", "--epochs", "1", "--freeze-epochs", "0",
               "--bs", "8", "--parity-images", "4", "--top-k", "4", "--num-workers", "0",

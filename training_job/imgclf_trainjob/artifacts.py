@@ -40,7 +40,7 @@ def utc_now() -> str:
 def build_model_json(*, classes: list[str], arch: str, img_size: int, mean, std, preprocessing: dict,
                      onnx_io: dict, artifacts: dict[str, Path], dataset: dict, metrics: dict,
                      onnx_parity: dict, preprocessing_check: dict, hyperparameters: dict, run_id: str,
-                     weights_source: str, int8: dict | None = None) -> dict:
+                     weights_source: str, int8: dict | None = None, calibration: dict | None = None) -> dict:
     """The content of model.json, with digests of the artifacts as they are on disk now."""
     return {
         "format_version": FORMAT_VERSION,
@@ -58,6 +58,8 @@ def build_model_json(*, classes: list[str], arch: str, img_size: int, mean, std,
         "preprocessing_check": preprocessing_check,
         # Whether model.int8.onnx ships and why; listed under artifacts only when it does.
         "int8": int8,
+        # Temperature and per-label thresholds, fitted on the validation split; the full record is calibration.json.
+        "calibration": calibration,
         "hyperparameters": hyperparameters,
         "pretrained_weights": weights_source,
         "run_id": run_id,

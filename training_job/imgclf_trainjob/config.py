@@ -49,6 +49,8 @@ class Hyperparameters:
     int8_calibration_images: int = 100
     int8_min_agreement: float = 0.99
     int8_max_accuracy_drop: float = 0.005
+    threshold_mode: str = "f1"
+    target_precision: float = 0.95
 
     def as_dict(self) -> dict:
         """The hyperparameters as JSON-ready values."""
@@ -170,6 +172,14 @@ def _scale(value: str) -> float:
     return number
 
 
+def _threshold_mode(value: str) -> str:
+    """Read how per-label thresholds are chosen: "f1" (F1-optimal) or "precision" (reach target_precision)."""
+    mode = str(value).strip().lower()
+    if mode not in ("f1", "precision"):
+        raise argparse.ArgumentTypeError(f"expected 'f1' or 'precision', got {value!r}")
+    return mode
+
+
 _HYPERPARAMETER_TYPES = {
     "arch": str,
     "pretrained": parse_bool,
@@ -196,6 +206,8 @@ _HYPERPARAMETER_TYPES = {
     "int8_calibration_images": _positive_int,
     "int8_min_agreement": _share,
     "int8_max_accuracy_drop": _share,
+    "threshold_mode": _threshold_mode,
+    "target_precision": _fraction,
 }
 _BOOL_TYPES = (parse_bool, parse_auto_bool)
 _PATH_ARGS = ("train", "model_dir", "output_data_dir")

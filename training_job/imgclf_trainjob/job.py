@@ -16,7 +16,7 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from onnxruntime import InferenceSession
 
-from imgclf_trainjob import artifacts, hardware, learner, onnx_export, preprocess, quantize, report
+from imgclf_trainjob import artifacts, calibration, hardware, learner, onnx_export, preprocess, quantize, report
 from imgclf_trainjob.config import Hyperparameters, JobConfig
 from imgclf_trainjob.dataset import DatasetPlan, prepare_dataset
 from imgclf_trainjob.errors import JobFailure
@@ -85,15 +85,20 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     classes = list(learn.dls.vocab)
     int8 = int8_model(onnx_path, session, plan, hp, classes)
     shipped = {quantize.MODEL_INT8: model_dir / quantize.MODEL_INT8} if int8.shipped else {}
+    calibration_doc = calibrate(session, plan, hp, classes, model_dir, paths.output_data_dir)
+    metrics["calibration"] = calibration_doc["validation"]
+    report.write_json(paths.output_data_dir / "metrics.json", metrics)
     model_json = artifacts.build_model_json(
         classes=classes, arch=hp.arch, img_size=hp.img_size, mean=arch.mean, std=arch.std,
         preprocessing=preprocess.preprocessing_spec(hp.img_size, aug=hp.aug),
         onnx_io=onnx_io(hp.img_size, len(learn.dls.vocab)),
-        artifacts={EXPORT_PKL: model_dir / EXPORT_PKL, MODEL_ONNX: onnx_path, **shipped},
+        artifacts={EXPORT_PKL: model_dir / EXPORT_PKL, MODEL_ONNX: onnx_path, **shipped,
+                   calibration.CALIBRATION_JSON: model_dir / calibration.CALIBRATION_JSON},
         dataset=dataset_summary(plan, hp.dataset_uri, paths.train, env),
         metrics=summary_metrics(metrics), onnx_parity=parity.as_dict(),
         preprocessing_check=preprocessing_check, hyperparameters=hp.as_dict() | {"lr_used": history.lr},
         run_id=run_id_for(hp.run_id, env), weights_source=weights_source, int8=int8.as_dict(),
+        calibration=calibration_summary(calibration_doc),
     )
     report.write_json(model_dir / MODEL_JSON, model_json)
     log.info("Done: error_rate=%.4f onnx max_abs_diff=%.2e", metrics["error_rate"], parity.max_abs_diff)
@@ -183,6 +188,28 @@ def int8_model(onnx_path: Path, session: InferenceSession, plan: DatasetPlan, hp
     return decision
 
 
+def calibrate(session: InferenceSession, plan: DatasetPlan, hp: Hyperparameters, classes: list[str],
+              model_dir: Path, output_dir: Path) -> dict:
+    """Fit temperature and thresholds on the fp32 model's validation output; write calibration.json and the plot."""
+    (probs,), labels = validation_probabilities([session], plan, hp.img_size, classes)
+    doc, before, after = calibration.fit(probs, labels, classes, mode=hp.threshold_mode,
+                                         target_precision=hp.target_precision)
+    report.write_json(model_dir / calibration.CALIBRATION_JSON, doc)
+    report.plot_reliability(before, after, output_dir / "reliability.png")
+    log.info("Calibration: T=%.3f ECE %.4f -> %.4f, coverage %s", doc["temperature"], before.ece, after.ece,
+             doc["validation"]["coverage"])
+    return doc
+
+
+def calibration_summary(doc: dict) -> dict:
+    """The calibration block of model.json: the artifact's name and format, T, the mode and the headline numbers."""
+    return {"artifact": calibration.CALIBRATION_JSON, "format_version": doc["format_version"],
+            "temperature": doc["temperature"], "threshold_mode": doc["threshold_mode"],
+            "target_precision": doc["target_precision"],
+            "thresholds": {name: t["threshold"] for name, t in doc["thresholds"].items()},
+            **{k: doc["validation"][k] for k in ("ece_before", "ece_after", "coverage", "selective_accuracy")}}
+
+
 def validation_probabilities(sessions: list[InferenceSession], plan: DatasetPlan, img_size: int,
                              classes: list[str], chunk: int = 64) -> tuple[list[np.ndarray], np.ndarray]:
     """Each session's probabilities for every validation image (the model.json recipe), and their labels."""
@@ -228,6 +255,9 @@ def summary_metrics(metrics: dict) -> dict:
     """The metrics block of model.json: the headline numbers, details stay in metrics.json."""
     keys = ("error_rate", "accuracy", "valid_loss", "n_train", "n_valid", "per_class")
     summary = {k: metrics[k] for k in keys}
+    if "calibration" in metrics:
+        summary["ece_before"] = metrics["calibration"]["ece_before"]
+        summary["ece_after"] = metrics["calibration"]["ece_after"]
     summary["epochs"] = len(metrics["epochs"])
     summary["train_loss"] = metrics["train_loss_per_epoch"][-1] if metrics["epochs"] else None
     return summary

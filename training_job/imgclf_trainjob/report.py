@@ -182,6 +182,21 @@ def plot_top_losses(entries: list[dict], root: Path, path: Path) -> None:
     _save(fig, path)
 
 
+def plot_reliability(before, after, path: Path) -> None:
+    """The reliability diagram: accuracy against confidence per bin, before and after temperature scaling."""
+    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+    centres = (before.edges[:-1] + before.edges[1:]) / 2
+    width = before.edges[1] - before.edges[0]
+    ax.bar(centres, np.nan_to_num(after.accuracy), width=width * 0.9, alpha=0.5, edgecolor="black",
+           label=f"calibrated (ECE {after.ece:.3f})")
+    ax.plot(before.confidence, before.accuracy, "o--", color="tab:red", label=f"raw softmax (ECE {before.ece:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="accuracy",
+           title="Reliability on the validation split")
+    ax.legend(loc="upper left")
+    _save(fig, path)
+
+
 def _save(fig, path: Path) -> None:
     """Write a figure as PNG and free it."""
     path.parent.mkdir(parents=True, exist_ok=True)

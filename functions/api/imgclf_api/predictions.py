@@ -20,8 +20,9 @@ MAX_TOKEN_CHARS = 4096
 # The attributes of each index's LastEvaluatedKey: the table's hash key plus the index's keys.
 _TOKEN_KEYS = {BY_KEY: {"image", "bucket", "key"}, BY_TIME: {"image", "bucket", "processed_at"}}
 # What the API shows of a record; sequencers and ETags are the classifier's bookkeeping.
-FIELDS = ("image", "bucket", "key", "size", "status", "label", "confidence", "probabilities", "model_version",
-          "precision", "uploaded_at", "processed_at", "latency_ms", "reason", "message")
+FIELDS = ("image", "bucket", "key", "size", "status", "label", "confidence", "probabilities", "verdict",
+          "unknown_reason", "calibrated", "model_version", "precision", "uploaded_at", "processed_at", "latency_ms",
+          "reason", "message")
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:

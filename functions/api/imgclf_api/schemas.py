@@ -60,9 +60,16 @@ class ImageInfo(BaseModel):
 
 
 class ClassifyResponse(BaseModel):
-    label: str = Field(description="The most likely class")
+    label: str = Field(description="The most likely class, kept when the verdict is unknown")
     confidence: float = Field(ge=0, le=1, description="The probability of that class")
-    probabilities: dict[str, float] = Field(description="Every class's probability, in the model's class order")
+    probabilities: dict[str, float] = Field(description="Every class's probability, in the model's class order; "
+                                                        "temperature-scaled where calibrated is true")
+    verdict: Literal["label", "unknown"] = Field(
+        "label", description="label: the top class reached its threshold; unknown: the model does not know")
+    unknown_reason: Literal["low_confidence"] | None = Field(
+        None, description="Why the verdict is unknown: low_confidence (the top class is below its threshold)")
+    calibrated: bool = Field(False, description="Whether the probabilities and thresholds come from the model's "
+                                                "calibration (false: a model trained without one, plain softmax)")
     model_version: str = Field(description="The model version that answered")
     precision: Literal["fp32", "int8"] = Field("fp32", description="Which of the version's models answered")
     latency_ms: float = Field(description="Time spent in the function: reading, decoding and inference")
@@ -96,6 +103,9 @@ class Prediction(BaseModel):
     label: str | None = None
     confidence: float | None = None
     probabilities: dict[str, float] | None = None
+    verdict: str | None = Field(None, description="label or unknown; absent on records made before verdicts")
+    unknown_reason: str | None = Field(None, description="Why the verdict is unknown: low_confidence")
+    calibrated: bool | None = Field(None, description="Whether the probabilities are temperature-scaled")
     model_version: str | None = None
     precision: str | None = Field(None, description="fp32 or int8: which of the version's models answered")
     uploaded_at: str | None = None
@@ -124,6 +134,10 @@ class Hyperparameters(Strict):
     min_scale: float | None = Field(None, gt=0, le=1)
     valid_pct: float | None = Field(None, gt=0, lt=1)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    threshold_mode: str | None = Field(
+        None, pattern=r"^(f1|precision)$",
+        description="Per-label thresholds: f1 (F1-optimal) or precision (the lowest reaching target_precision)")
+    target_precision: float | None = Field(None, gt=0, lt=1, description="The precision mode's target")
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

@@ -269,9 +269,12 @@ def record_for(outcome: Outcome, processed_at: str) -> dict[str, Any]:
         "latency_ms": outcome.latency_ms,
     }
     if outcome.prediction:
-        item.update(label=outcome.prediction.label, confidence=outcome.prediction.confidence,
-                    probabilities=outcome.prediction.probabilities,
-                    model_version=outcome.prediction.model_version, precision=outcome.prediction.precision)
+        prediction = outcome.prediction
+        # label is the top class even when the verdict is unknown: the feedback loop needs the near miss.
+        item.update(label=prediction.label, confidence=prediction.confidence,
+                    probabilities=prediction.probabilities, verdict=prediction.verdict,
+                    unknown_reason=prediction.unknown_reason, calibrated=prediction.calibrated,
+                    model_version=prediction.model_version, precision=prediction.precision)
     else:
         item.update(reason=outcome.reason, message=outcome.message[:1000])
     return item

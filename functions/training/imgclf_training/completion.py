@@ -25,8 +25,10 @@ logger = get_logger("training-completion")
 metrics = get_metrics("training-completion")
 
 MODEL_INT8 = "model.int8.onnx"
+# Temperature and per-label thresholds; runs trained before calibration existed have none.
+CALIBRATION = "calibration.json"
 # model.int8.onnx is there only when the job's int8 check passed (model.json's int8 block says why or why not).
-MODEL_ARTIFACTS = {"export.pkl", "model.onnx", MODEL_INT8, "model.json"}
+MODEL_ARTIFACTS = {"export.pkl", "model.onnx", MODEL_INT8, CALIBRATION, "model.json"}
 MAX_MEMBER_BYTES = 2 * 1024**3
 # What stops an optional object (the report archive, split.json) from being read: the run completes without it.
 _UNREADABLE = (NotFound, AccessDenied, TransientError)
@@ -98,8 +100,10 @@ def complete_run(settings: Settings, runs: Runs, registry: ModelRegistry, run_id
     for name, recorded in model_json.get("artifacts", {}).items():
         if name in artifacts and artifacts[name] != recorded.get("sha256"):
             raise IntegrityError(f"{name} of run {run_id} does not match the sha256 in its model.json")
-    if MODEL_INT8 in artifacts and MODEL_INT8 not in model_json.get("artifacts", {}):
-        raise IntegrityError(f"run {run_id} has a {MODEL_INT8} that its model.json does not list as shipped")
+    for name in (MODEL_INT8, CALIBRATION):
+        # Served only with a checksum the registry can verify, so model.json must vouch for it.
+        if name in artifacts and name not in model_json.get("artifacts", {}):
+            raise IntegrityError(f"run {run_id} has a {name} that its model.json does not list as shipped")
     int8 = model_json.get("int8") or {"shipped": False, "reason": "the training job recorded no int8 check"}
     run = runs.get(run_id)
     model_metrics = model_json.get("metrics", {})
@@ -108,7 +112,8 @@ def complete_run(settings: Settings, runs: Runs, registry: ModelRegistry, run_id
             run_id, artifacts=artifacts, metrics=model_metrics, classes=model_json.get("classes", []),
             dataset=run.get("dataset", ""), dataset_version=run.get("dataset_version", ""), run_id=run_id,
             extra={"arch": model_json.get("arch"), "valid_set": _valid_set_digest(s3, bucket, output_prefix),
-                   "report": sorted(report), "int8": int8},
+                   "report": sorted(report), "int8": int8,
+                   "calibration": model_json.get("calibration") or {"calibrated": False}},
         )
     except Conflict:
         logger.info("model version already registered", extra={"run_id": run_id})  # a redelivered event

@@ -32,11 +32,12 @@ def test_upload_gets_a_prediction_record(stack, promoted, photo_jpeg):
     key = "uploads/integration test/café + 1.jpg"
     stack.client("s3").put_object(Bucket=stack.bucket(), Key=key, Body=photo_jpeg)
 
-    # THEN its record appears, classified by the promoted model
+    # THEN its record appears, classified by the promoted model, with a verdict from its calibration
     record = stack.wait_until(lambda: record_of(stack, key), timeout=120)
     assert record["status"] == "classified"
     assert record["model_version"] == promoted
     assert record["label"] in record["probabilities"]
+    assert record["verdict"] in ("label", "unknown") and record["calibrated"] is True
 
 
 def test_bad_upload_gets_a_rejected_record(stack, promoted):

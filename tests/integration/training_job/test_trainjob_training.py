@@ -15,9 +15,9 @@ from PIL import Image
 from imgclf_trainjob.onnx_export import onnx_probabilities, onnx_session
 from imgclf_trainjob.preprocess import preprocess_files
 
-MODEL_FILES = {"export.pkl", "model.onnx", "model.json"}
+MODEL_FILES = {"export.pkl", "model.onnx", "calibration.json", "model.json"}
 REPORT_FILES = {"metrics.json", "confusion_matrix.png", "top_losses.png", "top_losses.json",
-                "learning_curve.png", "split.json"}
+                "learning_curve.png", "reliability.png", "split.json"}
 EXPECTED_CLASSES = sorted(["red apple", "blåbær", "grüne Äpfel"])
 
 # Runs in a fresh interpreter that never imports the job's code: export.pkl must stand on fastai alone.
@@ -175,3 +175,21 @@ def test_model_json_records_the_int8_decision_and_why(run, model_json):
         assert model_json["artifacts"]["model.int8.onnx"]["sha256"] == hashlib.sha256(data).hexdigest()
     else:
         assert "model.int8.onnx" not in model_json["artifacts"]
+
+
+def test_calibration_is_fitted_on_the_validation_split_and_recorded(run, model_json):
+    # The temperature, the thresholds and ECE before/after, in calibration.json, model.json and metrics.json.
+    doc = run.json(run.model_dir, "calibration.json")
+    data = (run.model_dir / "calibration.json").read_bytes()
+    assert model_json["artifacts"]["calibration.json"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert doc["format_version"] == 1 and doc["classes"] == EXPECTED_CLASSES
+    assert doc["temperature"] > 0 and doc["threshold_mode"] == "f1"
+    assert set(doc["thresholds"]) == set(EXPECTED_CLASSES)
+    validation = doc["validation"]
+    assert validation["n_images"] == model_json["dataset"]["n_valid"] and validation["ece_bins"] == 15
+    assert validation["nll_after"] <= validation["nll_before"] + 1e-9
+    summary = model_json["calibration"]
+    assert summary["temperature"] == doc["temperature"] and summary["artifact"] == "calibration.json"
+    assert (model_json["metrics"]["ece_before"], model_json["metrics"]["ece_after"]) == (
+        validation["ece_before"], validation["ece_after"])
+    assert run.json(run.output_data_dir, "metrics.json")["calibration"] == validation

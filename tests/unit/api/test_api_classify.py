@@ -9,6 +9,8 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
+from imgclf.inference import Calibration
+
 
 def photo(size=(96, 80), fmt="JPEG") -> bytes:
     buffer = io.BytesIO()
@@ -131,3 +133,23 @@ def test_without_an_active_model_classify_is_503_no_model(api, store):
     assert response.status == 503
     assert response.error["code"] == "no_model"
     assert response.headers["retry-after"] == "5"
+
+
+def test_an_uncalibrated_model_answers_with_a_label_verdict_and_says_so(api):
+    response = api.post("/classify", body=photo(), content_type="image/jpeg")
+
+    answer = response.json()
+    assert (answer["verdict"], answer["unknown_reason"], answer["calibrated"]) == ("label", None, False)
+
+
+def test_a_top_class_below_its_threshold_is_unknown_with_the_top_label_kept(api, store):
+    # GIVEN a calibrated model whose ants threshold is above the answer's probability
+    store.model = replace(store.model, calibration=Calibration(temperature=1.0, calibrated=True,
+                                                               thresholds={"ants": 0.9, "bees": 0.9}))
+
+    # WHEN an image is posted
+    answer = api.post("/classify", body=photo(), content_type="image/jpeg").json()
+
+    # THEN the verdict is unknown for low confidence, and the top label and probabilities are still there
+    assert (answer["verdict"], answer["unknown_reason"], answer["calibrated"]) == ("unknown", "low_confidence", True)
+    assert answer["label"] == "ants" and answer["probabilities"] == pytest.approx({"ants": 0.8, "bees": 0.2})

@@ -30,6 +30,13 @@ def test_the_page_posts_to_a_relative_classify_url(api):
     assert 'fetch("/' not in html
 
 
+def test_the_page_shows_not_sure_instead_of_a_bar_for_an_unknown_verdict(api):
+    html = api.get("/").body.decode()
+
+    assert 'data.verdict === "unknown"' in html
+    assert '"Not sure"' in html and '"this looks like none of: "' in html
+
+
 def test_each_request_gets_a_fresh_nonce(api):
     first = api.get("/").headers["content-security-policy"]
     second = api.get("/").headers["content-security-policy"]

@@ -52,6 +52,16 @@ def test_a_rejected_image_shows_its_reason(api, seed):
     assert record["label"] is None
 
 
+def test_an_unknown_verdict_comes_back_with_its_reason_and_top_label(api, seed):
+    seed("uploads/stripes.jpg", "2026-11-29T12:00:00.000+00:00", verdict="unknown",
+         unknown_reason="low_confidence", calibrated=True)
+
+    record = api.get("/predictions/uploads/stripes.jpg").json()
+
+    assert (record["verdict"], record["unknown_reason"], record["calibrated"]) == ("unknown", "low_confidence", True)
+    assert record["label"] == "ants"
+
+
 def test_an_unknown_key_is_404(api):
     response = api.get("/predictions/uploads/never.jpg")
 

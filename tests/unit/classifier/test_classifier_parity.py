@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image
 
 from imgclf import images
 from imgclf.errors import ImageRejected
-from imgclf.inference import ModelMetadata, Recipe, decode_reduced, load_backend
+from imgclf.inference import Calibration, ModelMetadata, Recipe, decode_reduced, load_backend
 from imgclf.inference.model import LoadedModel
 from tests.support.images import jpeg_bytes, synthetic_photo
 
@@ -218,3 +219,21 @@ def test_reduced_decode_rejects_like_the_exact_path(data, reason):
     with pytest.raises(ImageRejected) as caught:
         decode_reduced(data, side=80, max_pixels=MAX_PIXELS)
     assert caught.value.reason == reason
+
+
+def test_calibrated_backends_give_the_same_probabilities_and_verdicts(trained_model, metadata, onnx_model,
+                                                                      fastai_model):
+    # GIVEN both backends with the model's calibration.json
+    calibration = Calibration.load(trained_model / "calibration.json", metadata.classes)
+    onnx_cal = replace(onnx_model, calibration=calibration)
+    fastai_cal = replace(fastai_model, calibration=calibration)
+    decoded = [images.decode(make(), max_pixels=MAX_PIXELS) for make in AWKWARD.values()]
+
+    # WHEN both classify the same batch
+    ours, theirs = onnx_cal.classify(decoded), fastai_cal.classify(decoded)
+
+    # THEN both serve calibrated probabilities that agree, with the same verdicts
+    assert all(p.calibrated for p in ours + theirs)
+    assert [(p.label, p.verdict) for p in ours] == [(p.label, p.verdict) for p in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in a.probabilities) <= TOLERANCE

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgclf import aws
+from imgclf import aws, images
 from imgclf.errors import ConfigError
 from imgclf.inference import Classifier, ModelStore, backends
 from imgclf.settings import Settings, get_settings, reset_settings
@@ -17,7 +17,7 @@ from imgclf_trainjob import quantize
 from tests.support import models
 from tests.support.images import synthetic_photo
 
-WITH_INT8 = ("model.json", "model.onnx", quantize.MODEL_INT8)
+WITH_INT8 = ("model.json", "model.onnx", "calibration.json", quantize.MODEL_INT8)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_the_store_serves_the_precision_the_setting_and_the_version_allow(classi
     photo = synthetic_photo(np.random.default_rng(0), (60, 60, 170), (90, 70))
     assert model.classify([photo])[0].precision == expected
     cached = {path.name for path in (Path(classifier_env.model_cache_dir) / "run-1").iterdir()}
-    assert cached == {"model.json", backends.MODEL_FILES[("onnx", expected)]}
+    assert cached == {"model.json", "calibration.json", backends.MODEL_FILES[("onnx", expected)]}
 
 
 def test_int8_demanded_for_a_version_without_one_is_refused_by_name(classifier_env, clock, trained_model):
@@ -121,3 +121,17 @@ def test_session_threads_follow_lambdas_cpu_share(monkeypatch, memory_mb, cpus, 
     environ = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": memory_mb} if memory_mb else {}
 
     assert backends.default_threads(environ) == threads
+
+
+def test_int8_and_fp32_serve_the_same_calibrated_verdicts(classifier_env, clock, int8_model, photo_bytes):
+    # GIVEN a promoted version with an int8 model and calibration.json
+    models.publish_model(int8_model, "run-1", names=WITH_INT8)
+    image = images.decode(photo_bytes, max_pixels=50_000_000)
+
+    # WHEN the same image is classified at each precision
+    int8 = store_for(classifier_env, clock, "int8").current().classify([image])[0]
+    fp32 = store_for(classifier_env, clock, "fp32").current().classify([image])[0]
+
+    # THEN both are calibrated, from the one artifact, and agree on the answer
+    assert int8.calibrated and fp32.calibrated
+    assert (int8.label, int8.verdict) == (fp32.label, fp32.verdict)

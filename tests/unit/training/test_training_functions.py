@@ -192,3 +192,31 @@ def test_promotion_refuses_a_worse_candidate_on_the_same_validation_set(template
 
     assert not refused["promoted"] and refused["active"] == "good" and "worse than" in refused["reason"]
     assert forced["promoted"] and registry.active().previous == "good"
+
+
+def test_a_calibration_artifact_is_registered_with_its_checksum(bucket, lambda_context):
+    # GIVEN a run whose job wrote calibration.json and listed it in model.json
+    settings = get_settings()
+    run_id = _prepared_run(bucket, settings)
+    calibration = {"artifact": "calibration.json", "temperature": 1.5, "ece_before": 0.1, "ece_after": 0.02}
+    job = _finished_job(bucket, settings, run_id, {"model.onnx": b"onnx", "calibration.json": b"{}"},
+                        {"classes": ["a", "b"], "calibration": calibration,
+                         "artifacts": {"model.onnx": _digest(b"onnx"), "calibration.json": _digest(b"{}")}})
+
+    # WHEN the run completes
+    completion.lambda_handler({"action": "complete", "run_id": run_id, "job": job}, lambda_context)
+
+    # THEN the version lists calibration.json with its checksum and the calibration summary
+    version = ModelRegistry(settings.models_table).get(run_id)
+    assert version["artifacts"]["calibration.json"] == _digest(b"{}")["sha256"]
+    assert float(version["calibration"]["temperature"]) == 1.5
+
+
+def test_a_calibration_artifact_that_model_json_does_not_list_fails_the_run(bucket, lambda_context):
+    settings = get_settings()
+    run_id = _prepared_run(bucket, settings)
+    job = _finished_job(bucket, settings, run_id, {"model.onnx": b"onnx", "calibration.json": b"{}"},
+                        {"classes": ["a"], "artifacts": {"model.onnx": _digest(b"onnx")}})
+    with pytest.raises(IntegrityError, match="calibration.json"):
+        completion.lambda_handler({"action": "complete", "run_id": run_id, "job": job}, lambda_context)
+    assert Runs(settings.runs_table).get(run_id)["status"] == "Failed"

@@ -49,12 +49,19 @@ def test_command_line_wins_over_the_file(sm_env):
     assert (hp.epochs, hp.bs, hp.include_ambiguous, hp.lr) == (2, 16, False, 0.01)
 
 
+def test_threshold_mode_defaults_to_f1_and_reads_precision_with_its_target(sm_env):
+    assert load_config([], sm_env).hp.threshold_mode == "f1"
+    hp = load_config(["--threshold-mode", "Precision", "--target-precision", "0.9"], sm_env).hp
+    assert (hp.threshold_mode, hp.target_precision) == ("precision", 0.9)
+
+
 def test_bare_boolean_flag_means_true(sm_env):
     assert load_config(["--fp16"], sm_env).hp.fp16 is True
 
 
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--valid_pct", "1.5"], ["--lr", "-1"],
-                                  ["--aug", "maybe"], ["--no-such-flag", "1"]])
+                                  ["--aug", "maybe"], ["--no-such-flag", "1"], ["--threshold-mode", "recall"],
+                                  ["--target-precision", "1.5"]])
 def test_bad_values_raise_job_failure(sm_env, argv):
     with pytest.raises(JobFailure, match="Invalid hyperparameters"):
         load_config(argv, sm_env)

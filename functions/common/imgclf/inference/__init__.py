@@ -8,6 +8,7 @@ Typical use::
 """
 
 from .backends import BACKENDS, Backend, load_backend
+from .calibration import Calibration
 from .classifier import Classifier
 from .metadata import MetadataError, ModelMetadata
 from .model import LoadedModel, Prediction
@@ -17,6 +18,7 @@ from .preprocess import Recipe, RecipeError, decode_reduced
 __all__ = [
     "BACKENDS",
     "Backend",
+    "Calibration",
     "Classifier",
     "LoadedModel",
     "MetadataError",

@@ -9,21 +9,30 @@ import numpy as np
 from PIL import Image
 
 from .backends import Backend
+from .calibration import LABEL, Calibration
 from .metadata import ModelMetadata
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's answer: the top class, its probability, every class's, the model version and its precision."""
+    """One image's answer: top class and its probability, every class's, the verdict, model version, precision.
+
+    label and confidence are the top class and its probability even when the verdict is unknown; probabilities
+    are temperature-scaled where the version has calibration.json (calibrated), the plain softmax otherwise.
+    """
 
     label: str
     confidence: float
     probabilities: dict[str, float]
     model_version: str
     precision: str = "fp32"
+    verdict: str = LABEL
+    unknown_reason: str | None = None
+    calibrated: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "confidence": self.confidence, "probabilities": dict(self.probabilities),
+                "verdict": self.verdict, "unknown_reason": self.unknown_reason, "calibrated": self.calibrated,
                 "model_version": self.model_version, "precision": self.precision}
 
 
@@ -36,6 +45,8 @@ class LoadedModel:
     metadata: ModelMetadata
     # Seconds spent loading it, by stage (registry, download, checksum, session): the cold start's share.
     load_timings: dict[str, float] = field(default_factory=dict, compare=False)
+    # Temperature and thresholds from calibration.json; plain softmax for a version trained without one.
+    calibration: Calibration = field(default_factory=Calibration.uncalibrated)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -54,7 +65,7 @@ class LoadedModel:
         """Predictions for prepared images, inferred as one batch."""
         if not prepared:
             return []
-        return [self._prediction(row) for row in self.backend.predict(prepared)]
+        return [self._prediction(row) for row in self.calibration.apply(self.backend.predict(prepared))]
 
     def classify(self, images: Sequence[Image.Image]) -> list[Prediction]:
         """Predictions for decoded RGB images, inferred as one batch."""
@@ -62,10 +73,15 @@ class LoadedModel:
 
     def _prediction(self, row: np.ndarray) -> Prediction:
         best = int(np.argmax(row))
+        label, confidence = self.classes[best], float(row[best])
+        verdict, reason = self.calibration.verdict(label, confidence)
         return Prediction(
-            label=self.classes[best],
-            confidence=float(row[best]),
+            label=label,
+            confidence=confidence,
             probabilities={name: float(p) for name, p in zip(self.classes, row, strict=True)},
             model_version=self.version,
             precision=self.precision,
+            verdict=verdict,
+            unknown_reason=reason,
+            calibrated=self.calibration.calibrated,
         )

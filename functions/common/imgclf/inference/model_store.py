@@ -25,6 +25,7 @@ from ..errors import ConfigError, IntegrityError, NoActiveModel, NotFound, Trans
 from ..registry import ActiveModel, ModelRegistry
 from ..settings import Settings
 from .backends import BACKENDS, MODEL_FILES, Backend, load_backend, required_artifacts
+from .calibration import CALIBRATION_JSON, Calibration
 from .metadata import ModelMetadata
 from .model import LoadedModel
 from .storage import download, file_sha256
@@ -121,7 +122,9 @@ class ModelStore:
         precision = self.precision_for(active)
         directory = self.cache_dir / keys.check_name("model version", active.version)
         timings = {"registry": registry_s, "download": 0.0, "checksum": 0.0}
-        for name in required_artifacts(self.backend, precision):
+        # calibration.json is optional (versions trained before it existed), verified like the rest when listed.
+        optional = (CALIBRATION_JSON,) if CALIBRATION_JSON in active.artifacts else ()
+        for name in (*required_artifacts(self.backend, precision), *optional):
             fetch_s, checksum_s = self._fetch(active, name, directory / name)
             timings["download"] += fetch_s - checksum_s
             timings["checksum"] += checksum_s
@@ -129,14 +132,17 @@ class ModelStore:
         if active.classes and tuple(active.classes) != metadata.classes:
             raise IntegrityError(f"model.json of {active.version} lists classes {metadata.classes}, "
                                  f"the registry {tuple(active.classes)}")
+        calibration = (Calibration.load(directory / CALIBRATION_JSON, metadata.classes) if optional
+                       else Calibration.uncalibrated())
         started = time.perf_counter()
         backend = self._loader(self.backend, directory, metadata, precision=precision)
         timings["session"] = time.perf_counter() - started
         self._prune(keep=directory)
         timings = {stage: round(seconds, 4) for stage, seconds in timings.items()}
-        log.info("loaded model %s with the %s backend at %s", active.version, self.backend, precision,
-                 extra={"load_seconds": timings})
-        return LoadedModel(version=active.version, backend=backend, metadata=metadata, load_timings=timings)
+        log.info("loaded model %s with the %s backend at %s (%s)", active.version, self.backend, precision,
+                 "calibrated" if calibration.calibrated else "uncalibrated", extra={"load_seconds": timings})
+        return LoadedModel(version=active.version, backend=backend, metadata=metadata, load_timings=timings,
+                           calibration=calibration)
 
     def _fetch(self, active: ActiveModel, name: str, dest: Path) -> tuple[float, float]:
         """Make dest hold the verified artifact, reusing a cached copy whose checksum still matches.

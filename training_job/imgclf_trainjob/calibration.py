@@ -1,0 +1,153 @@
+"""calibration.json: temperature scaling, ECE and per-label thresholds fitted on the validation split.
+
+Temperature scaling (Guo et al. 2017) divides the logits by one scalar T fitted by NLL on validation logits;
+scipy's bounded scalar minimiser finds T and scikit-learn's precision_recall_curve gives the thresholds. The
+graph ends in a softmax, so log(probabilities) stand in for the logits: softmax ignores the constant between them.
+The inference side (imgclf.inference.calibration) reads the artifact and applies it to every backend's output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+from sklearn.metrics import precision_recall_curve
+
+CALIBRATION_JSON = "calibration.json"
+FORMAT_VERSION = 1
+ECE_BINS = 15
+THRESHOLD_MODES = ("f1", "precision")
+_LOG_T_BOUNDS = (-3.0, 3.0)  # T in [0.05, 20]
+_EPS = 1e-12
+
+
+def logits_of(probabilities: np.ndarray) -> np.ndarray:
+    """Logits up to a per-row constant, from probabilities (what a softmax-ending graph gives)."""
+    return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), _EPS, 1.0))
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the labels under softmax(logits / T)."""
+    log_p = log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
+    return float(-log_p[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises validation NLL (searched over log T, so T stays positive)."""
+    result = minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))), bounds=_LOG_T_BOUNDS,
+                             method="bounded", options={"xatol": 1e-5})
+    return float(np.exp(result.x))
+
+
+def scaled(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Calibrated probabilities: softmax(logits / T)."""
+    return softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Per-bin mean confidence, accuracy and count of top-1 predictions, and the resulting ECE."""
+
+    edges: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    counts: np.ndarray
+    ece: float
+
+
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> Reliability:
+    """Expected calibration error over equal-width confidence bins (the top-1 form of Guo et al.)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Bins are (lo, hi]; a confidence of exactly 0 cannot happen for a top-1 probability.
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    conf_sum = np.bincount(index, weights=confidence, minlength=bins)
+    acc_sum = np.bincount(index, weights=correct, minlength=bins)
+    filled = counts > 0
+    mean_conf = np.where(filled, conf_sum / np.maximum(counts, 1), np.nan)
+    mean_acc = np.where(filled, acc_sum / np.maximum(counts, 1), np.nan)
+    ece = float(np.abs(acc_sum - conf_sum).sum() / max(len(labels), 1))
+    return Reliability(edges, mean_conf, mean_acc, counts, ece)
+
+
+def ece(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error, 15 equal-width bins by default."""
+    return reliability(probabilities, labels, bins).ece
+
+
+def label_threshold(scores: np.ndarray, positive: np.ndarray, mode: str = "f1",
+                    target_precision: float = 0.95) -> dict:
+    """One label's threshold on its calibrated probability, one-vs-rest.
+
+    f1: the F1-optimal point (Rekognition's "assumed threshold"). precision: the lowest threshold whose
+    precision reaches the target; where none does, the F1-optimal point, with reached=false.
+    """
+    if mode not in THRESHOLD_MODES:
+        raise ValueError(f"unknown threshold mode {mode!r}; expected one of {THRESHOLD_MODES}")
+    if not positive.any():
+        return {"threshold": 1.0, "precision": None, "recall": 0.0, "f1": 0.0, "reached": False}
+    precision, recall, thresholds = precision_recall_curve(positive.astype(int), scores)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    f1 = 2 * precision * recall / np.maximum(precision + recall, _EPS)
+    best = int(np.argmax(f1))
+    reached = True
+    if mode == "precision":
+        passing = np.flatnonzero(precision >= target_precision)
+        if len(passing):
+            best = int(passing[0])  # thresholds ascend: the first passing one is the lowest
+        else:
+            reached = False
+    return {"threshold": float(thresholds[best]), "precision": float(precision[best]),
+            "recall": float(recall[best]), "f1": float(f1[best]), "reached": reached}
+
+
+def thresholds(probabilities: np.ndarray, labels: np.ndarray, classes: list[str], mode: str = "f1",
+               target_precision: float = 0.95) -> dict[str, dict]:
+    """Each label's threshold on its calibrated probability."""
+    return {name: label_threshold(probabilities[:, i], labels == i, mode, target_precision)
+            for i, name in enumerate(classes)}
+
+
+def verdicts(probabilities: np.ndarray, classes: list[str], per_label: dict[str, dict]) -> np.ndarray:
+    """True where the top label's probability reaches that label's threshold (answered with a label)."""
+    top = probabilities.argmax(axis=1)
+    limits = np.array([per_label[name]["threshold"] for name in classes])
+    return probabilities[np.arange(len(top)), top] >= limits[top]
+
+
+def fit(probabilities: np.ndarray, labels: np.ndarray, classes: list[str], *, mode: str = "f1",
+        target_precision: float = 0.95) -> tuple[dict, Reliability, Reliability]:
+    """Fit everything on the validation split: calibration.json's content and the before/after reliability."""
+    logits = logits_of(probabilities)
+    labels = np.asarray(labels, dtype=int)
+    temperature = fit_temperature(logits, labels)
+    calibrated = scaled(logits, temperature)
+    before, after = reliability(scaled(logits, 1.0), labels), reliability(calibrated, labels)
+    per_label = thresholds(calibrated, labels, classes, mode, target_precision)
+    answered = verdicts(calibrated, classes, per_label)
+    correct = calibrated.argmax(axis=1) == labels
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "classes": list(classes),
+        "temperature": temperature,
+        "threshold_mode": mode,
+        "target_precision": target_precision if mode == "precision" else None,
+        "thresholds": per_label,
+        "validation": {
+            "n_images": int(len(labels)),
+            "ece_bins": ECE_BINS,
+            "ece_before": before.ece,
+            "ece_after": after.ece,
+            "nll_before": nll(logits, labels),
+            "nll_after": nll(logits, labels, temperature),
+            "accuracy": float(correct.mean()) if len(labels) else None,
+            "coverage": float(answered.mean()) if len(labels) else None,
+            "selective_accuracy": float(correct[answered].mean()) if answered.any() else None,
+        },
+    }
+    return doc, before, after
