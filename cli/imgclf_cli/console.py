@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from imgclf.errors import ImgclfError
 from imgclf.log import in_lambda
 
 log = logging.getLogger("imgclf_cli")
 
 # What every LogRecord carries; anything else on a record came in through `extra=`.
 _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def guarded(command: Command, *also: type[Exception]) -> Command:
+    """A command that answers a project error (or one of `also`) with one line on stderr and exit status 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (ImgclfError, *also) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def fields(record: logging.LogRecord) -> dict[str, Any]:

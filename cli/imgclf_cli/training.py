@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import sys
 from typing import Any
 
 from imgclf import aws, ddb
@@ -14,6 +13,7 @@ from imgclf.errors import ImgclfError
 from imgclf.registry import ModelRegistry
 from imgclf.runs import COMPLETED, FAILED, Runs
 from imgclf.settings import get_settings
+from imgclf_cli.console import guarded
 from imgclf_training import completion
 from imgclf_training.promotion import promote
 from imgclf_training.starter import start_training_job
@@ -152,16 +152,6 @@ def _print(value: Any, as_json: bool) -> None:
             print(f"{name:16} {json.dumps(item, default=str) if isinstance(item, dict | list) else item}")
 
 
-def _guarded(func):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except ImgclfError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return run
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Mount the training commands into the `imgclf` command line."""
     train = sub.add_parser("train", help="train a model on a collected dataset")
@@ -169,31 +159,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="NAME=VALUE",
                        help="a hyperparameter of training_job/train.py, e.g. --hp epochs=5 (repeatable)")
     train.add_argument("--promote", action="store_true", help="promote the model if it is no worse")
-    train.set_defaults(func=_guarded(_train))
+    train.set_defaults(func=guarded(_train))
 
     runs = sub.add_parser("runs", help="list training runs, or show one")
     runs.add_argument("run_id", nargs="?")
     runs.add_argument("--limit", type=int, default=20)
-    runs.set_defaults(func=_guarded(_runs))
+    runs.set_defaults(func=guarded(_runs))
 
     models = sub.add_parser("models", help="list model versions; * marks the active one")
-    models.set_defaults(func=_guarded(_models))
+    models.set_defaults(func=guarded(_models))
 
     prom = sub.add_parser("promote", help="make a model version active")
     prom.add_argument("version")
     prom.add_argument("--force", action="store_true", help="promote even if its error rate is worse")
-    prom.set_defaults(func=_guarded(_promote))
+    prom.set_defaults(func=guarded(_promote))
 
     rollback = sub.add_parser("rollback", help="return to the previously active model version")
-    rollback.set_defaults(func=_guarded(_rollback))
+    rollback.set_defaults(func=guarded(_rollback))
 
     review = sub.add_parser("review", help="the images a training run found hardest")
     review.add_argument("--run", required=True)
-    review.set_defaults(func=_guarded(_review))
+    review.set_defaults(func=guarded(_review))
 
     dataset = sub.add_parser("dataset", help="images per label of a dataset, its version and its edits")
     dataset.add_argument("name")
-    dataset.set_defaults(func=_guarded(_dataset))
+    dataset.set_defaults(func=guarded(_dataset))
 
     edit = sub.add_parser("edit", help="delete, relabel or keep dataset images (the cleaning loop)")
     edit.add_argument("--dataset", required=True)
@@ -204,7 +194,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     edit.add_argument("--reason", default="", help="why, for the audit trail")
     edit.add_argument("--by", default=getpass.getuser(), help="who, for the audit trail (default: you)")
     edit.add_argument("keys", nargs="+", metavar="KEY", help="datasets/NAME/LABEL/....jpg keys, from `imgclf review`")
-    edit.set_defaults(func=_guarded(_edit))
+    edit.set_defaults(func=guarded(_edit))
 
     for parser in (train, runs, models, prom, rollback, review, dataset, edit):
         parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")

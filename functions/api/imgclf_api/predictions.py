@@ -8,7 +8,7 @@ import json
 from http import HTTPStatus
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 
 from imgclf import ddb, keys
 from imgclf.errors import NotFound
@@ -17,6 +17,7 @@ from .errors import ApiError
 
 BY_KEY, BY_TIME = "by-key", "by-time"
 MAX_TOKEN_CHARS = 4096
+VERDICTS = ("label", "unknown")
 # The attributes of each index's LastEvaluatedKey: the table's hash key plus the index's keys.
 _TOKEN_KEYS = {BY_KEY: {"image", "bucket", "key"}, BY_TIME: {"image", "bucket", "processed_at"}}
 # What the API shows of a record; sequencers and ETags are the classifier's bookkeeping.
@@ -38,32 +39,41 @@ def get_prediction(table_name: str, bucket: str, key: str) -> dict[str, Any]:
     return public(record)
 
 
-def list_predictions(table_name: str, bucket: str, *, prefix: str = "", limit: int = 20,
-                     token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of records: keys starting with prefix in key order, or, without a prefix, newest first."""
+def list_predictions(table_name: str, bucket: str, *, prefix: str = "", limit: int = 20, token: str | None = None,
+                     verdict: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of records: keys starting with prefix in key order, or, without a prefix, newest first.
+
+    With a verdict only the records with that verdict come back; the filter runs after the query's limit, so such
+    a page may hold fewer records than the limit (even none) and still have a next token.
+    """
     index = BY_KEY if prefix else BY_TIME
-    start = decode_token(token, index=index, bucket=bucket, prefix=prefix) if token else None
+    start = decode_token(token, index=index, bucket=bucket, prefix=prefix, verdict=verdict) if token else None
     condition = Key("bucket").eq(bucket)
     if prefix:
         condition &= Key("key").begins_with(prefix)
-    items, last = ddb.query_page(table_name, limit, start, IndexName=index, KeyConditionExpression=condition,
-                                 ScanIndexForward=bool(prefix))
-    return [public(item) for item in items], encode_token(index, prefix, last) if last else None
+    query: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": condition,
+                             "ScanIndexForward": bool(prefix)}
+    if verdict:
+        query["FilterExpression"] = Attr("verdict").eq(verdict)
+    items, last = ddb.query_page(table_name, limit, start, **query)
+    return [public(item) for item in items], encode_token(index, prefix, last, verdict) if last else None
 
 
-def encode_token(index: str, prefix: str, last_key: dict[str, Any]) -> str:
+def encode_token(index: str, prefix: str, last_key: dict[str, Any], verdict: str | None = None) -> str:
     """An opaque continuation token: where the page ended, and the query it belongs to."""
-    document = json.dumps({"i": index, "p": prefix, "k": last_key}, separators=(",", ":"), sort_keys=True)
+    query = {"i": index, "p": prefix, "k": last_key} | ({"v": verdict} if verdict else {})
+    document = json.dumps(query, separators=(",", ":"), sort_keys=True)
     return base64.urlsafe_b64encode(document.encode()).decode().rstrip("=")
 
 
-def decode_token(token: str, *, index: str, bucket: str, prefix: str) -> dict[str, str]:
+def decode_token(token: str, *, index: str, bucket: str, prefix: str, verdict: str | None = None) -> dict[str, str]:
     """The ExclusiveStartKey of a token made by encode_token for the same query, or ApiError 400."""
     try:
         if len(token) > MAX_TOKEN_CHARS:
             raise ValueError("too long")
         document = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if not isinstance(document, dict) or document.get("i") != index or document.get("p") != prefix:
+        if not isinstance(document, dict) or document.get("i") != index or document.get("p") != prefix \
+                or document.get("v") != verdict:
             raise ValueError("the token belongs to another query")
         start = document.get("k")
         if not isinstance(start, dict) or set(start) != _TOKEN_KEYS[index]:

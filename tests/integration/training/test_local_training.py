@@ -52,7 +52,8 @@ def test_the_run_becomes_a_candidate_model_that_can_be_promoted(local_stack, tra
     version = registry.get(trained["run_id"])
     assert version["status"] == "candidate"
     # model.int8.onnx is registered exactly when the job's int8 check passed, which a tiny model may or may not.
-    assert set(version["artifacts"]) - {"model.int8.onnx"} == {"model.onnx", "model.json", "export.pkl"}
+    assert set(version["artifacts"]) - {"model.int8.onnx"} == {"model.onnx", "model.json", "export.pkl",
+                                                              "calibration.json"}
     assert ("model.int8.onnx" in version["artifacts"]) == version["int8"]["shipped"]
     active = registry.promote(trained["run_id"], by="test")
     assert registry.active().version == active.version == trained["run_id"]

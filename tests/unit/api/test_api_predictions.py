@@ -134,3 +134,51 @@ def test_limits_outside_1_to_100_are_validation_errors(api, query):
     assert response.status == 422
     assert response.error["code"] == "validation_error"
     assert "limit" in response.error["message"]
+
+
+def test_verdict_unknown_pages_hold_only_unknown_predictions_and_next_reaches_them_all(api, seed):
+    # GIVEN six predictions, every third of them unknown
+    for i in range(6):
+        extra = {"verdict": "unknown", "unknown_reason": "low_confidence"} if i % 3 == 0 else {"verdict": "label"}
+        seed(f"uploads/{i}.jpg", f"2026-11-29T12:00:0{i}.000+00:00", **extra)
+
+    # WHEN the unknown ones are listed two records at a time, following next
+    keys, sizes, url, pages = [], [], "/predictions?verdict=unknown&limit=2", 0
+    while url and pages < 10:
+        page = api.get(url).json()
+        keys += [item["key"] for item in page["items"]]
+        sizes.append(len(page["items"]))
+        url = f"/predictions?verdict=unknown&limit=2&next={page['next']}" if page.get("next") else None
+        pages += 1
+
+    # THEN only they come back, newest first; the first page (5 and 4 read) was empty yet the listing went on
+    assert keys == ["uploads/3.jpg", "uploads/0.jpg"]
+    assert sizes[0] == 0
+
+
+def test_verdict_filters_a_prefix_listing_too(api, seed):
+    seed("uploads/a/1.jpg", "2026-11-29T12:00:00.000+00:00", verdict="unknown", unknown_reason="low_confidence")
+    seed("uploads/a/2.jpg", "2026-11-29T12:00:01.000+00:00", verdict="label")
+    seed("uploads/b/1.jpg", "2026-11-29T12:00:02.000+00:00", verdict="unknown", unknown_reason="low_confidence")
+
+    page = api.get("/predictions?prefix=uploads/a/&verdict=label").json()
+
+    assert [item["key"] for item in page["items"]] == ["uploads/a/2.jpg"]
+
+
+def test_a_token_from_the_unfiltered_listing_is_400_with_a_verdict(api, seed):
+    seed("uploads/1.jpg", "2026-11-29T12:00:00.000+00:00")
+    seed("uploads/2.jpg", "2026-11-29T12:00:01.000+00:00")
+    next_token = api.get("/predictions?limit=1").json()["next"]
+
+    response = api.get(f"/predictions?verdict=unknown&next={next_token}")
+
+    assert response.status == 400
+    assert response.error["code"] == "invalid_token"
+
+
+def test_an_unknown_verdict_value_is_a_validation_error(api):
+    response = api.get("/predictions?verdict=maybe")
+
+    assert response.status == 422
+    assert "verdict" in response.error["message"]

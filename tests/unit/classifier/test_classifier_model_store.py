@@ -188,3 +188,22 @@ def test_fastai_backend_loads_export_pkl_through_the_store(classifier_env, clock
     # THEN the answer comes through the same interface
     assert model.backend.name == "fastai"
     assert prediction.model_version == "run-1" and set(prediction.probabilities) == {"ants", "bees"}
+
+
+def test_a_registered_version_loads_by_name_verified_like_the_active_one(classifier_env, clock, publish_model,
+                                                                         model_sha256, loads):
+    # GIVEN an active version, and another registered but never promoted whose model.onnx checksum is wrong
+    calls, loader = loads
+    publish_model("run-1")
+    publish_model("run-2", promote=False)
+    publish_model("bad", promote=False, artifacts={**model_sha256, "model.onnx": "0" * 64})
+    store = make_store(classifier_env, clock, loader)
+
+    # WHEN versions are loaded by name
+    loaded = store.load_version("run-2")
+
+    # THEN the named one answers while run-1 stays active, and the unverifiable one is refused unloaded
+    assert loaded.version == "run-2" and ModelRegistry(classifier_env.models_table).active().version == "run-1"
+    with pytest.raises(IntegrityError, match="sha256"):
+        store.load_version("bad")
+    assert len(calls) == 1

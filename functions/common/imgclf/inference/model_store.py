@@ -105,6 +105,12 @@ class ModelStore:
             self._checked_at = now
             return self._loaded
 
+    def load_version(self, version: str) -> LoadedModel:
+        """One registered version, verified and loaded as the active one would be, whatever is active now."""
+        item = self.registry.get(version)  # NotFound for a version never registered
+        return self._load(ActiveModel(version=item["version"], artifacts=item.get("artifacts", {}),
+                                      classes=item.get("classes", [])))
+
     def precision_for(self, active: ActiveModel) -> str:
         """The precision to serve a version at: MODEL_PRECISION against the models the version has."""
         if self.backend != "onnx" or self.precision == "fp32":
