@@ -8,14 +8,13 @@ probabilities are the plain softmax and a top label below UNCALIBRATED_THRESHOLD
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .metadata import MetadataError
+from .metadata import MetadataError, read_json_object
 
 CALIBRATION_JSON = "calibration.json"
 FORMAT_VERSION = 1
@@ -60,13 +59,7 @@ class Calibration:
     @classmethod
     def load(cls, path: Path, classes: tuple[str, ...]) -> Calibration:
         """Read calibration.json from a (verified) file."""
-        try:
-            doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise MetadataError(f"cannot read {path}: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise MetadataError(f"{path} is not a JSON object")
-        return cls.from_dict(doc, classes)
+        return cls.from_dict(read_json_object(path), classes)
 
     def apply(self, probabilities: np.ndarray) -> np.ndarray:
         """Calibrated probabilities [N, C] from a backend's softmax output."""

@@ -47,10 +47,15 @@ class ModelMetadata:
     @classmethod
     def load(cls, path: Path) -> ModelMetadata:
         """Read model.json from a file."""
-        try:
-            doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise MetadataError(f"cannot read {path}: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise MetadataError(f"{path} is not a JSON object")
-        return cls.from_dict(doc)
+        return cls.from_dict(read_json_object(path))
+
+
+def read_json_object(path: Path) -> dict:
+    """A model artifact that holds one JSON object (model.json, calibration.json), or MetadataError saying why not."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MetadataError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise MetadataError(f"{path} is not a JSON object")
+    return doc
