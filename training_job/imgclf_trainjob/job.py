@@ -83,9 +83,10 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     parity = check_onnx_parity(session, inputs)
     preprocessing_check = check_reference_preprocessing(session, inputs, hp.img_size)
     classes = list(learn.dls.vocab)
-    int8 = int8_model(onnx_path, session, plan, hp, classes)
+    (fp32_probs,), labels = validation_probabilities([session], plan, hp.img_size, classes)
+    int8 = int8_model(onnx_path, fp32_probs, labels, plan, hp, classes)
     shipped = {quantize.MODEL_INT8: model_dir / quantize.MODEL_INT8} if int8.shipped else {}
-    calibration_doc = calibrate(session, plan, hp, classes, model_dir, paths.output_data_dir)
+    calibration_doc = calibrate(fp32_probs, labels, hp, classes, model_dir, paths.output_data_dir)
     metrics["calibration"] = calibration_doc["validation"]
     report.write_json(paths.output_data_dir / "metrics.json", metrics)
     model_json = artifacts.build_model_json(
@@ -164,9 +165,9 @@ def check_reference_preprocessing(session: InferenceSession, inputs: ParityInput
             "n_images": len(inputs.paths), "tolerance": PREPROCESSING_TOLERANCE, "ok": True}
 
 
-def int8_model(onnx_path: Path, session: InferenceSession, plan: DatasetPlan, hp: Hyperparameters,
-               classes: list[str]) -> quantize.Int8Decision:
-    """Quantize model.onnx, check it against fp32 on the validation split, and keep it only if it passes."""
+def int8_model(onnx_path: Path, fp32_probs: np.ndarray, labels: np.ndarray, plan: DatasetPlan,
+               hp: Hyperparameters, classes: list[str]) -> quantize.Int8Decision:
+    """Quantize model.onnx, check it against fp32's validation probabilities, and keep it only if it passes."""
     if not hp.int8:
         return quantize.Int8Decision(False, "not built: the int8 hyperparameter is off")
     int8_path = onnx_path.with_name(quantize.MODEL_INT8)
@@ -174,8 +175,8 @@ def int8_model(onnx_path: Path, session: InferenceSession, plan: DatasetPlan, hp
     try:
         quantize.quantize(onnx_path, int8_path, preprocess.preprocess_files(calibration, hp.img_size),
                           input_name=onnx_export.INPUT_NAME)
-        (fp32_probs, int8_probs), labels = validation_probabilities(
-            [session, onnx_export.onnx_session(int8_path)], plan, hp.img_size, classes)
+        (int8_probs,), _ = validation_probabilities([onnx_export.onnx_session(int8_path)], plan, hp.img_size,
+                                                    classes)
     except Exception as exc:  # noqa: BLE001 - a failed quantization costs the int8 model, never the run
         log.warning("int8 quantization failed; shipping fp32 only", exc_info=True)
         int8_path.unlink(missing_ok=True)
@@ -188,10 +189,9 @@ def int8_model(onnx_path: Path, session: InferenceSession, plan: DatasetPlan, hp
     return decision
 
 
-def calibrate(session: InferenceSession, plan: DatasetPlan, hp: Hyperparameters, classes: list[str],
-              model_dir: Path, output_dir: Path) -> dict:
+def calibrate(probs: np.ndarray, labels: np.ndarray, hp: Hyperparameters, classes: list[str], model_dir: Path,
+              output_dir: Path) -> dict:
     """Fit temperature and thresholds on the fp32 model's validation output; write calibration.json and the plot."""
-    (probs,), labels = validation_probabilities([session], plan, hp.img_size, classes)
     doc, before, after = calibration.fit(probs, labels, classes, mode=hp.threshold_mode,
                                          target_precision=hp.target_precision)
     report.write_json(model_dir / calibration.CALIBRATION_JSON, doc)

@@ -11,7 +11,7 @@ import torch
 from imgclf_trainjob import onnx_export, quantize
 from imgclf_trainjob.config import Hyperparameters
 from imgclf_trainjob.dataset import prepare_dataset
-from imgclf_trainjob.job import int8_model
+from imgclf_trainjob.job import int8_model, validation_probabilities
 
 IMG_SIZE = 64
 MEAN = STD = (0.5, 0.5, 0.5)  # timm's tf_efficientnet_lite0 normalisation
@@ -120,41 +120,44 @@ def test_quantize_writes_an_int8_graph_with_a_float_stem_and_softmax(tf_lite_onn
 
 @pytest.fixture
 def job_inputs(make_dataset, tf_lite_onnx):
-    """What the job hands int8_model: model.onnx in a model dir, its session, a dataset plan and the classes."""
+    """What the job hands int8_model: model.onnx in a model dir, its validation probabilities and labels, a dataset
+    plan and the classes."""
     root = make_dataset({"blue": (6, 4), "red": (6, 4)})
     plan = prepare_dataset(root, seed=0, valid_pct=0.2)
     model_dir = root.parent / "model"
     model_dir.mkdir()
     onnx_path = model_dir / "model.onnx"
     onnx_path.write_bytes(tf_lite_onnx.read_bytes())
-    return onnx_path, onnx_export.onnx_session(onnx_path), plan, plan.classes
+    (fp32_probs,), labels = validation_probabilities([onnx_export.onnx_session(onnx_path)], plan, IMG_SIZE,
+                                                     plan.classes)
+    return onnx_path, fp32_probs, labels, plan, plan.classes
 
 
 def test_the_job_ships_an_int8_model_that_passes_its_check(job_inputs):
-    onnx_path, session, plan, classes = job_inputs
+    onnx_path, fp32_probs, labels, plan, classes = job_inputs
     hp = Hyperparameters(img_size=IMG_SIZE, int8_calibration_images=4, int8_min_agreement=0.0,
                          int8_max_accuracy_drop=1.0)
 
-    decision = int8_model(onnx_path, session, plan, hp, classes)
+    decision = int8_model(onnx_path, fp32_probs, labels, plan, hp, classes)
 
     assert decision.shipped and decision.check.n_images == len(plan.valid)
     assert (onnx_path.parent / quantize.MODEL_INT8).is_file()
 
 
 def test_the_job_deletes_an_int8_model_that_fails_its_check_and_records_why(job_inputs):
-    onnx_path, session, plan, classes = job_inputs
+    onnx_path, fp32_probs, labels, plan, classes = job_inputs
     hp = Hyperparameters(img_size=IMG_SIZE, int8_calibration_images=4, int8_min_agreement=1.01)
 
-    decision = int8_model(onnx_path, session, plan, hp, classes)
+    decision = int8_model(onnx_path, fp32_probs, labels, plan, hp, classes)
 
     assert not decision.shipped and "int8_min_agreement 1.01" in decision.reason
     assert not (onnx_path.parent / quantize.MODEL_INT8).exists()
 
 
 def test_the_int8_hyperparameter_turns_quantization_off(job_inputs):
-    onnx_path, session, plan, classes = job_inputs
+    onnx_path, fp32_probs, labels, plan, classes = job_inputs
 
-    decision = int8_model(onnx_path, session, plan, Hyperparameters(img_size=IMG_SIZE, int8=False), classes)
+    decision = int8_model(onnx_path, fp32_probs, labels, plan, Hyperparameters(img_size=IMG_SIZE, int8=False), classes)
 
     assert not decision.shipped and "int8 hyperparameter is off" in decision.reason
     assert not (onnx_path.parent / quantize.MODEL_INT8).exists()
