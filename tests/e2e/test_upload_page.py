@@ -9,12 +9,11 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support import images
-from tests.support.browser import save_full_page
+from tests.support.browser import DESKTOP, PHONE, classify_in_page, save_full_page
 from tests.support.models import CLASSES, MODEL_VERSION
 
 pytestmark = pytest.mark.slow
 
-PHONE, DESKTOP = (390, 844), (1280, 900)
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +22,6 @@ def real_photos() -> list:
     if not found:
         pytest.skip(f"no photos in {images.ANTS_BEES / 'valid'}")
     return found
-
-
-def classify_in_page(browser, photo) -> None:
-    """Pick a photo and wait until the page has its answer (a new history entry) or an error."""
-    before = len(browser.find_elements(By.CSS_SELECTOR, "#history li"))
-    browser.find_element(By.ID, "file").send_keys(str(photo))
-    WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#history li")) > before
-                                     or b.find_element(By.ID, "error").text)
 
 
 def test_a_picked_photo_shows_its_label_a_bar_per_class_the_model_and_the_history(api_stack, browser, real_photos,

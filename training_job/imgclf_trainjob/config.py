@@ -51,6 +51,9 @@ class Hyperparameters:
     int8_max_accuracy_drop: float = 0.005
     threshold_mode: str = "f1"
     target_precision: float = 0.95
+    ood: bool = True
+    ood_keep: float = 0.95
+    ood_fit_images: int = 2000
 
     def as_dict(self) -> dict:
         """The hyperparameters as JSON-ready values."""
@@ -208,6 +211,9 @@ _HYPERPARAMETER_TYPES = {
     "int8_max_accuracy_drop": _share,
     "threshold_mode": _threshold_mode,
     "target_precision": _fraction,
+    "ood": parse_bool,
+    "ood_keep": _fraction,
+    "ood_fit_images": _positive_int,
 }
 _BOOL_TYPES = (parse_bool, parse_auto_bool)
 _PATH_ARGS = ("train", "model_dir", "output_data_dir")

@@ -83,16 +83,18 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     parity = check_onnx_parity(session, inputs)
     preprocessing_check = check_reference_preprocessing(session, inputs, hp.img_size)
     classes = list(learn.dls.vocab)
-    (fp32_probs,), labels = validation_probabilities([session], plan, hp.img_size, classes)
+    ((fp32_probs, valid_features),), labels = validation_outputs([session], plan.valid, plan, hp.img_size,
+                                                                 classes)
     int8 = int8_model(onnx_path, fp32_probs, labels, plan, hp, classes)
     shipped = {quantize.MODEL_INT8: model_dir / quantize.MODEL_INT8} if int8.shipped else {}
-    calibration_doc = calibrate(fp32_probs, labels, hp, classes, model_dir, paths.output_data_dir)
+    ood = ood_detector(session, valid_features, plan, hp, classes)
+    calibration_doc = calibrate(fp32_probs, labels, hp, classes, model_dir, paths.output_data_dir, ood)
     metrics["calibration"] = calibration_doc["validation"]
     report.write_json(paths.output_data_dir / "metrics.json", metrics)
     model_json = artifacts.build_model_json(
         classes=classes, arch=hp.arch, img_size=hp.img_size, mean=arch.mean, std=arch.std,
         preprocessing=preprocess.preprocessing_spec(hp.img_size, aug=hp.aug),
-        onnx_io=onnx_io(hp.img_size, len(learn.dls.vocab)),
+        onnx_io=onnx_io(hp.img_size, len(learn.dls.vocab), session),
         artifacts={EXPORT_PKL: model_dir / EXPORT_PKL, MODEL_ONNX: onnx_path, **shipped,
                    calibration.CALIBRATION_JSON: model_dir / calibration.CALIBRATION_JSON},
         dataset=dataset_summary(plan, hp.dataset_uri, paths.train, env),
@@ -175,8 +177,8 @@ def int8_model(onnx_path: Path, fp32_probs: np.ndarray, labels: np.ndarray, plan
     try:
         quantize.quantize(onnx_path, int8_path, preprocess.preprocess_files(calibration, hp.img_size),
                           input_name=onnx_export.INPUT_NAME)
-        (int8_probs,), _ = validation_probabilities([onnx_export.onnx_session(int8_path)], plan, hp.img_size,
-                                                    classes)
+        ((int8_probs, _),), _ = validation_outputs([onnx_export.onnx_session(int8_path)], plan.valid, plan,
+                                                   hp.img_size, classes)
     except Exception as exc:  # noqa: BLE001 - a failed quantization costs the int8 model, never the run
         log.warning("int8 quantization failed; shipping fp32 only", exc_info=True)
         int8_path.unlink(missing_ok=True)
@@ -189,11 +191,38 @@ def int8_model(onnx_path: Path, fp32_probs: np.ndarray, labels: np.ndarray, plan
     return decision
 
 
+@dataclass(frozen=True)
+class OodFit:
+    """The detector block for calibration.json, or why there is none, and which validation images it keeps."""
+
+    block: dict | None
+    valid_kept: np.ndarray | None = None
+    reason: str | None = None
+
+
+def ood_detector(session: InferenceSession, valid_features: np.ndarray | None, plan: DatasetPlan,
+                 hp: Hyperparameters, classes: list[str]) -> OodFit:
+    """Fit the out-of-distribution detector on up to ood_fit_images training images' features."""
+    if not hp.ood:
+        return OodFit(None, reason="off: the ood hyperparameter is false")
+    if valid_features is None:
+        return OodFit(None, reason="none: model.onnx has no features output")
+    samples = [plan.train[i] for i in _spread(len(plan.train), hp.ood_fit_images)]
+    ((_, train_features),), train_labels = validation_outputs([session], samples, plan, hp.img_size, classes)
+    block, kept = calibration.fit_ood(train_features, train_labels, valid_features, classes, keep=hp.ood_keep)
+    log.info("Out-of-distribution detector: %d-dim features of %d training images, threshold %.3f keeps %.3f "
+             "of validation", block["dim"], len(samples), block["threshold"], block["fit"]["valid_kept"])
+    return OodFit(block, kept)
+
+
 def calibrate(probs: np.ndarray, labels: np.ndarray, hp: Hyperparameters, classes: list[str], model_dir: Path,
-              output_dir: Path) -> dict:
+              output_dir: Path, ood: OodFit) -> dict:
     """Fit temperature and thresholds on the fp32 model's validation output; write calibration.json and the plot."""
     doc, before, after = calibration.fit(probs, labels, classes, mode=hp.threshold_mode,
-                                         target_precision=hp.target_precision)
+                                         target_precision=hp.target_precision, ood=ood.block,
+                                         in_distribution=ood.valid_kept)
+    if ood.block is None:
+        doc["ood_absent"] = ood.reason
     report.write_json(model_dir / calibration.CALIBRATION_JSON, doc)
     report.plot_reliability(before, after, output_dir / "reliability.png")
     log.info("Calibration: T=%.3f ECE %.4f -> %.4f, coverage %s", doc["temperature"], before.ece, after.ece,
@@ -207,30 +236,47 @@ def calibration_summary(doc: dict) -> dict:
             "temperature": doc["temperature"], "threshold_mode": doc["threshold_mode"],
             "target_precision": doc["target_precision"],
             "thresholds": {name: t["threshold"] for name, t in doc["thresholds"].items()},
+            "ood": ({"method": doc["ood"]["method"], "threshold": doc["ood"]["threshold"], "keep": doc["ood"]["keep"],
+                     "dim": doc["ood"]["dim"]} if doc.get("ood") else {"absent": doc.get("ood_absent")}),
             **{k: doc["validation"][k] for k in ("ece_before", "ece_after", "coverage", "selective_accuracy")}}
 
 
-def validation_probabilities(sessions: list[InferenceSession], plan: DatasetPlan, img_size: int,
-                             classes: list[str], chunk: int = 64) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each session's probabilities for every validation image (the model.json recipe), and their labels."""
+Outputs = tuple[np.ndarray, np.ndarray | None]  # probabilities, and features where the model has them
+
+
+def validation_outputs(sessions: list[InferenceSession], samples: list, plan: DatasetPlan, img_size: int,
+                       classes: list[str], chunk: int = 64) -> tuple[list[Outputs], np.ndarray]:
+    """Each session's probabilities and features for the samples (the model.json recipe), and their labels."""
     index = {name: i for i, name in enumerate(classes)}
-    labels = np.array([index[sample.label] for sample in plan.valid])
-    paths = [plan.root / sample.rel_path for sample in plan.valid]
-    outputs: list[list[np.ndarray]] = [[] for _ in sessions]
+    labels = np.array([index[sample.label] for sample in samples], dtype=int)
+    paths = [plan.root / sample.rel_path for sample in samples]
+    outputs: list[list[Outputs]] = [[] for _ in sessions]
     for start in range(0, len(paths), chunk):  # a chunk at a time: a large split would not fit in memory at once
         images = preprocess.preprocess_files(paths[start:start + chunk], img_size)
         for output, session in zip(outputs, sessions, strict=True):
-            output.append(onnx_export.onnx_probabilities(session, images))
-    return [np.concatenate(output) for output in outputs], labels
+            output.append(onnx_export.onnx_outputs(session, images))
+    return [_joined(output) for output in outputs], labels
 
 
-def onnx_io(img_size: int, n_classes: int) -> dict:
+def _joined(chunks: list[Outputs]) -> Outputs:
+    """One (probabilities, features) pair from a list of chunks."""
+    probabilities = np.concatenate([p for p, _ in chunks])
+    features = None if not chunks or chunks[0][1] is None else np.concatenate([f for _, f in chunks])
+    return probabilities, features
+
+
+def onnx_io(img_size: int, n_classes: int, session: InferenceSession | None = None) -> dict:
     """The ONNX interface block of model.json."""
-    return {
+    block = {
         "input": onnx_export.INPUT_NAME, "input_shape": ["batch", 3, img_size, img_size],
         "output": onnx_export.OUTPUT_NAME, "output_shape": ["batch", n_classes],
         "dtype": "float32", "opset": onnx_export.OPSET, "softmax_in_graph": True,
     }
+    if session is not None and onnx_export.has_features(session):
+        (features,) = [o for o in session.get_outputs() if o.name == onnx_export.FEATURES_NAME]
+        block["features_output"] = onnx_export.FEATURES_NAME
+        block["features_shape"] = ["batch", features.shape[-1]]
+    return block
 
 
 def dataset_summary(plan: DatasetPlan, dataset_uri: str | None, train_dir: Path,

@@ -1,4 +1,9 @@
-"""model.onnx: the trained network with normalisation and softmax built in, and its parity check."""
+"""model.onnx: the trained network with normalisation and softmax built in, and its parity check.
+
+The graph has two outputs: ``probabilities`` and ``features``, the vector the last linear layer reads (the
+penultimate layer of fastai's head). The out-of-distribution detector in calibration.json is fitted on those
+features; a network whose last module is not a linear layer is exported with probabilities only.
+"""
 
 from __future__ import annotations
 
@@ -21,23 +26,52 @@ log = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
+FEATURES_NAME = "features"
 OPSET = 18
 PARITY_TOLERANCE = 1e-4
 
 
-class NormalizedSoftmax(nn.Module):
-    """The exported graph: [0,1] RGB NCHW in, ImageNet-style normalisation, the model, softmax out."""
+def split_last_linear(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
+    """The network up to its last linear layer, and that layer; None unless it ends in one.
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
+    fastai's vision_learner builds Sequential(body, Sequential(pool, ..., Linear)), so the split is
+    Sequential(body, head[:-1]) and the classifier layer.
+    """
+    if not isinstance(model, nn.Sequential) or not len(model):
+        return None
+    last = model[-1]
+    if isinstance(last, nn.Linear):
+        return nn.Sequential(*model[:-1]), last
+    inner = split_last_linear(last)
+    if inner is None:
+        return None
+    return nn.Sequential(*model[:-1], inner[0]), inner[1]
+
+
+class NormalizedSoftmax(nn.Module):
+    """The exported graph: [0,1] RGB NCHW in, ImageNet-style normalisation, the model, softmax (and features) out."""
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], with_features: bool = True):
         super().__init__()
-        self.model = model
+        split = split_last_linear(model) if with_features else None
+        self.model = model if split is None else None
+        self.trunk, self.classifier = split if split is not None else (None, None)
         # Same shape and arithmetic as fastai's Normalize, so the graph matches the training pipeline.
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Class probabilities for a batch of [0,1] images."""
-        return torch.softmax(self.model((image - self.mean) / self.std), dim=1)
+    @property
+    def has_features(self) -> bool:
+        """Whether the graph also outputs the features the last linear layer reads."""
+        return self.trunk is not None
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Class probabilities for a batch of [0,1] images, and their features where the model has them."""
+        x = (image - self.mean) / self.std
+        if self.trunk is None:
+            return torch.softmax(self.model(x), dim=1)
+        features = self.trunk(x)
+        return torch.softmax(self.classifier(features), dim=1), features
 
 
 @dataclass(frozen=True)
@@ -63,22 +97,26 @@ def export_onnx(model: nn.Module, mean: Sequence[float], std: Sequence[float], i
                 path: Path) -> Path:
     """Write the model as one self-contained ONNX file with a dynamic batch axis."""
     graph = NormalizedSoftmax(copy.deepcopy(model).cpu().float().eval(), mean, std).eval()
+    if not graph.has_features:
+        log.warning("The network does not end in a linear layer: model.onnx has no features output, so the "
+                    "model gets no out-of-distribution detector")
     example = torch.rand(2, 3, img_size, img_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _torch_export(graph, example, path)
+    outputs = [OUTPUT_NAME, FEATURES_NAME] if graph.has_features else [OUTPUT_NAME]
+    _torch_export(graph, example, path, outputs)
     check_single_file(path)
     return path
 
 
-def _torch_export(graph: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _torch_export(graph: nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
     """Export with the TorchScript exporter, or with the torch.export one where that is unavailable."""
-    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "opset_version": OPSET}
+    names = {"input_names": [INPUT_NAME], "output_names": outputs, "opset_version": OPSET}
     try:
         with warnings.catch_warnings():
             # Deprecated, but it handles fastai heads and timm's TF "same" padding in one traced graph.
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, (example,), str(path), dynamo=False, **names,
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+                              dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *outputs)})
     except Exception as exc:  # noqa: BLE001 - any exporter failure gets the second exporter's chance
         log.warning("TorchScript ONNX export failed (%s: %s); retrying with torch.export",
                     type(exc).__name__, exc)
@@ -102,6 +140,22 @@ def onnx_session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def has_features(session: ort.InferenceSession) -> bool:
+    """Whether the model outputs its features next to the probabilities."""
+    return FEATURES_NAME in [output.name for output in session.get_outputs()]
+
+
+def onnx_outputs(session: ort.InferenceSession, images: np.ndarray,
+                 batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities and features (None where the model has none) for [N,3,H,W] float32 [0,1] images."""
+    names = [OUTPUT_NAME, FEATURES_NAME] if has_features(session) else [OUTPUT_NAME]
+    batches = [session.run(names, {INPUT_NAME: images[i : i + batch_size].astype(np.float32)})
+               for i in range(0, len(images), batch_size)]
+    probabilities = np.concatenate([batch[0] for batch in batches])
+    features = np.concatenate([batch[1] for batch in batches]) if len(names) == 2 else None
+    return probabilities, features
 
 
 def onnx_probabilities(session: ort.InferenceSession, images: np.ndarray, batch_size: int = 32) -> np.ndarray:

@@ -22,8 +22,8 @@ VERDICTS = ("label", "unknown")
 _TOKEN_KEYS = {BY_KEY: {"image", "bucket", "key"}, BY_TIME: {"image", "bucket", "processed_at"}}
 # What the API shows of a record; sequencers and ETags are the classifier's bookkeeping.
 FIELDS = ("image", "bucket", "key", "size", "status", "label", "confidence", "probabilities", "verdict",
-          "unknown_reason", "calibrated", "model_version", "precision", "uploaded_at", "processed_at", "latency_ms",
-          "reason", "message")
+          "unknown_reason", "calibrated", "ood_score", "model_version", "precision", "uploaded_at", "processed_at",
+          "latency_ms", "reason", "message")
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:

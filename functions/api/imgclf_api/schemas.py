@@ -66,10 +66,15 @@ class ClassifyResponse(BaseModel):
                                                         "temperature-scaled where calibrated is true")
     verdict: Literal["label", "unknown"] = Field(
         "label", description="label: the top class reached its threshold; unknown: the model does not know")
-    unknown_reason: Literal["low_confidence"] | None = Field(
-        None, description="Why the verdict is unknown: low_confidence (the top class is below its threshold)")
+    unknown_reason: Literal["low_confidence", "out_of_distribution"] | None = Field(
+        None, description="Why the verdict is unknown: out_of_distribution (the image is unlike every label's "
+                          "training images) or low_confidence (the top class is below its threshold)")
     calibrated: bool = Field(False, description="Whether the probabilities and thresholds come from the model's "
                                                 "calibration (false: a model trained without one, plain softmax)")
+    ood_score: float | None = Field(
+        None, ge=0, description="Out-of-distribution score: the distance to the nearest label's training images "
+                                "over the model's threshold, so above 1 is out of distribution; null for a model "
+                                "without a detector")
     model_version: str = Field(description="The model version that answered")
     precision: Literal["fp32", "int8"] = Field("fp32", description="Which of the version's models answered")
     latency_ms: float = Field(description="Time spent in the function: reading, decoding and inference")
@@ -104,7 +109,10 @@ class Prediction(BaseModel):
     confidence: float | None = None
     probabilities: dict[str, float] | None = None
     verdict: str | None = Field(None, description="label or unknown; absent on records made before verdicts")
-    unknown_reason: str | None = Field(None, description="Why the verdict is unknown: low_confidence")
+    unknown_reason: str | None = Field(
+        None, description="Why the verdict is unknown: low_confidence or out_of_distribution")
+    ood_score: float | None = Field(None, description="Out-of-distribution score (above 1 is out); null without "
+                                                      "a detector")
     calibrated: bool | None = Field(None, description="Whether the probabilities are temperature-scaled")
     model_version: str | None = None
     precision: str | None = Field(None, description="fp32 or int8: which of the version's models answered")
@@ -138,6 +146,9 @@ class Hyperparameters(Strict):
         None, pattern=r"^(f1|precision)$",
         description="Per-label thresholds: f1 (F1-optimal) or precision (the lowest reaching target_precision)")
     target_precision: float | None = Field(None, gt=0, lt=1, description="The precision mode's target")
+    ood: bool | None = Field(None, description="Fit the out-of-distribution detector (default true)")
+    ood_keep: float | None = Field(
+        None, gt=0, lt=1, description="Share of in-distribution validation images the detector keeps (0.95)")
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

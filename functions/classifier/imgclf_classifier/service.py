@@ -274,6 +274,7 @@ def record_for(outcome: Outcome, processed_at: str) -> dict[str, Any]:
         item.update(label=prediction.label, confidence=prediction.confidence,
                     probabilities=prediction.probabilities, verdict=prediction.verdict,
                     unknown_reason=prediction.unknown_reason, calibrated=prediction.calibrated,
+                    ood_score=prediction.ood_score,
                     model_version=prediction.model_version, precision=prediction.precision)
     else:
         item.update(reason=outcome.reason, message=outcome.message[:1000])

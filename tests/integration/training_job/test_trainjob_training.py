@@ -138,8 +138,8 @@ def test_top_losses_point_at_dataset_files_and_s3_keys(run):
 def test_onnx_file_contract(run):
     model = onnx.load(str(run.model_dir / "model.onnx"))
     onnx.checker.check_model(model)
-    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == [
-        "probabilities"]
+    assert [i.name for i in model.graph.input] == ["image"]
+    assert [o.name for o in model.graph.output] == ["probabilities", "features"]
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param
@@ -182,7 +182,7 @@ def test_calibration_is_fitted_on_the_validation_split_and_recorded(run, model_j
     doc = run.json(run.model_dir, "calibration.json")
     data = (run.model_dir / "calibration.json").read_bytes()
     assert model_json["artifacts"]["calibration.json"]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert doc["format_version"] == 1 and doc["classes"] == EXPECTED_CLASSES
+    assert doc["format_version"] == 2 and doc["classes"] == EXPECTED_CLASSES
     assert doc["temperature"] > 0 and doc["threshold_mode"] == "f1"
     assert set(doc["thresholds"]) == set(EXPECTED_CLASSES)
     validation = doc["validation"]
@@ -193,3 +193,16 @@ def test_calibration_is_fitted_on_the_validation_split_and_recorded(run, model_j
     assert (model_json["metrics"]["ece_before"], model_json["metrics"]["ece_after"]) == (
         validation["ece_before"], validation["ece_after"])
     assert run.json(run.output_data_dir, "metrics.json")["calibration"] == validation
+
+
+def test_the_detector_is_fitted_on_the_training_features_and_keeps_95_percent_of_validation(run, model_json):
+    ood = run.json(run.model_dir, "calibration.json")["ood"]
+    assert ood["method"] == "mahalanobis_shared_l2" and ood["keep"] == 0.95
+    assert ood["fit"]["n_train"] == model_json["dataset"]["n_train"]
+    assert ood["fit"]["n_valid"] == model_json["dataset"]["n_valid"] and ood["fit"]["valid_kept"] >= 0.95
+    assert ood["whitening"]["shape"] == [ood["dim"], ood["dim"]]
+    assert ood["centres"]["shape"] == [len(EXPECTED_CLASSES), ood["dim"]]
+    assert model_json["onnx"]["features_output"] == "features"
+    assert model_json["onnx"]["features_shape"] == ["batch", ood["dim"]]
+    assert model_json["calibration"]["ood"]["threshold"] == ood["threshold"] > 0
+    assert "Out-of-distribution detector:" in run.log

@@ -16,6 +16,7 @@ import pytest
 from imgclf import aws
 from imgclf.errors import NoActiveModel
 from imgclf.inference import Classifier, LoadedModel, ModelMetadata, Recipe
+from imgclf.inference.backends import Outputs
 from imgclf.registry import ModelRegistry
 from imgclf.settings import get_settings, reset_settings
 from imgclf_api.app import build_app, lambda_handler_for
@@ -40,6 +41,9 @@ class FixedBackend:
 
     def predict(self, prepared):
         return np.tile(self.probabilities, (len(prepared), 1))
+
+    def outputs(self, prepared):
+        return Outputs(self.predict(prepared), None)
 
 
 class FakeStore:

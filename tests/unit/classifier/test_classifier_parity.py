@@ -232,8 +232,24 @@ def test_calibrated_backends_give_the_same_probabilities_and_verdicts(trained_mo
     # WHEN both classify the same batch
     ours, theirs = onnx_cal.classify(decoded), fastai_cal.classify(decoded)
 
-    # THEN both serve calibrated probabilities that agree, with the same verdicts
+    # THEN both serve calibrated probabilities that agree, with the same verdicts, reasons and detector scores
     assert all(p.calibrated for p in ours + theirs)
-    assert [(p.label, p.verdict) for p in ours] == [(p.label, p.verdict) for p in theirs]
+    assert calibration.ood is not None and all(p.ood_score is not None for p in ours + theirs)
+    assert ([(p.label, p.verdict, p.unknown_reason) for p in ours]
+            == [(p.label, p.verdict, p.unknown_reason) for p in theirs])
     for a, b in zip(ours, theirs, strict=True):
         assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in a.probabilities) <= TOLERANCE
+        assert abs(a.ood_score - b.ood_score) <= 1e-3
+
+
+def test_onnx_features_output_is_what_fastais_last_layer_reads(onnx_model, fastai_model):
+    # GIVEN real photos through each backend's own preprocessing
+    decoded = [images.decode(make(), max_pixels=MAX_PIXELS) for make in AWKWARD.values()]
+
+    # WHEN both backends run them
+    ours = onnx_model.backend.outputs([onnx_model.prepare(i) for i in decoded])
+    theirs = fastai_model.backend.outputs([fastai_model.prepare(i) for i in decoded])
+
+    # THEN the ONNX graph's second output is the input of fastai's classifier layer
+    assert ours.features.shape == theirs.features.shape == (len(decoded), ours.features.shape[1])
+    np.testing.assert_allclose(ours.features, theirs.features, atol=2e-3, rtol=1e-3)

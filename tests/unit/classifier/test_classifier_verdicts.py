@@ -10,7 +10,7 @@ import pytest
 
 from imgclf.errors import IntegrityError
 from imgclf.inference import Calibration, MetadataError, ModelStore
-from imgclf.inference.calibration import LOW_CONFIDENCE, UNCALIBRATED_THRESHOLD
+from imgclf.inference.calibration import LOW_CONFIDENCE, OUT_OF_DISTRIBUTION, UNCALIBRATED_THRESHOLD
 from imgclf_classifier.service import process_event
 from tests.support import models
 
@@ -41,6 +41,15 @@ def test_a_top_label_below_its_threshold_is_unknown_for_low_confidence():
     assert calibration.verdict("bees", 0.65) == ("unknown", LOW_CONFIDENCE)
 
 
+def test_out_of_distribution_comes_before_low_confidence():
+    calibration = Calibration.from_dict(calibration_doc(ants=0.6, bees=0.7), ("ants", "bees"))
+
+    assert calibration.verdict("ants", 0.99, ood_score=1.5) == ("unknown", OUT_OF_DISTRIBUTION)
+    assert calibration.verdict("ants", 0.99, ood_score=0.9) == ("label", None)
+    assert calibration.verdict("bees", 0.65, ood_score=0.9) == ("unknown", LOW_CONFIDENCE)
+    assert calibration.ood_scores(np.zeros((2, 4)), 2) == [None, None]  # no detector: no score
+
+
 def test_without_calibration_the_plain_softmax_is_served_with_the_fixed_threshold():
     calibration = Calibration.uncalibrated()
     probs = np.array([[0.45, 0.35, 0.2]], dtype=np.float32)
@@ -52,7 +61,11 @@ def test_without_calibration_the_plain_softmax_is_served_with_the_fixed_threshol
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"format_version": 2}, "format_version"),
+    ({"format_version": 3}, "format_version"),
+    ({"ood": {"method": "knn"}}, "ood method"),
+    ({"ood": {"method": "mahalanobis_shared_l2", "threshold": 1.0, "whitening": {"dtype": "float32", "shape": [2],
+                                                                                 "base64": "AAAAAAAAAAA="},
+              "centres": {"dtype": "float32", "shape": [2], "base64": "AAAAAAAAAAA="}}}, "shapes"),
     ({"classes": ["bees", "ants"]}, "classes"),
     ({"temperature": 0}, "temperature"),
     ({"thresholds": {"ants": {"threshold": 0.5}}}, "threshold"),

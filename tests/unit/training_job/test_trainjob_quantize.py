@@ -11,7 +11,7 @@ import torch
 from imgclf_trainjob import onnx_export, quantize
 from imgclf_trainjob.config import Hyperparameters
 from imgclf_trainjob.dataset import prepare_dataset
-from imgclf_trainjob.job import int8_model, validation_probabilities
+from imgclf_trainjob.job import int8_model, validation_outputs
 
 IMG_SIZE = 64
 MEAN = STD = (0.5, 0.5, 0.5)  # timm's tf_efficientnet_lite0 normalisation
@@ -128,8 +128,8 @@ def job_inputs(make_dataset, tf_lite_onnx):
     model_dir.mkdir()
     onnx_path = model_dir / "model.onnx"
     onnx_path.write_bytes(tf_lite_onnx.read_bytes())
-    (fp32_probs,), labels = validation_probabilities([onnx_export.onnx_session(onnx_path)], plan, IMG_SIZE,
-                                                     plan.classes)
+    ((fp32_probs, _),), labels = validation_outputs([onnx_export.onnx_session(onnx_path)], plan.valid, plan,
+                                                    IMG_SIZE, plan.classes)
     return onnx_path, fp32_probs, labels, plan, plan.classes
 
 

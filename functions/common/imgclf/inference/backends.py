@@ -11,7 +11,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, NamedTuple, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -20,7 +20,7 @@ from .metadata import MetadataError, ModelMetadata
 
 BACKENDS = ("onnx", "fastai")
 PRECISIONS = ("fp32", "int8")
-ONNX_INPUT, ONNX_OUTPUT = "image", "probabilities"
+ONNX_INPUT, ONNX_OUTPUT, ONNX_FEATURES = "image", "probabilities", "features"
 # The weights file of each backend and precision; the training job ships model.int8.onnx only when it passed.
 MODEL_FILES = {("onnx", "fp32"): "model.onnx", ("onnx", "int8"): "model.int8.onnx", ("fastai", "fp32"): "export.pkl"}
 # Lambda grants one vCPU's worth of time per 1,769 MB of memory, whatever number of CPUs the process sees.
@@ -35,8 +35,15 @@ def required_artifacts(backend: str, precision: str = "fp32") -> tuple[str, str]
         raise ValueError(f"the {backend} backend has no {precision} model") from None
 
 
+class Outputs(NamedTuple):
+    """A batch's probabilities [N, n_classes] and the features the last linear layer read [N, D] (or None)."""
+
+    probabilities: np.ndarray
+    features: np.ndarray | None
+
+
 class Backend(Protocol):
-    """Turns images into class probabilities, in the class order of model.json."""
+    """Turns images into class probabilities, in the class order of model.json, and their features."""
 
     name: str
     classes: tuple[str, ...]
@@ -44,6 +51,9 @@ class Backend(Protocol):
 
     def prepare(self, image: Image.Image) -> Any:
         """Per-image work that can run in a worker thread while other images download."""
+
+    def outputs(self, prepared: Sequence[Any]) -> Outputs:
+        """Probabilities and features for a batch of prepared images."""
 
     def predict(self, prepared: Sequence[Any]) -> np.ndarray:
         """Probabilities [N, n_classes] for a batch of prepared images."""
@@ -100,15 +110,23 @@ class OnnxBackend:
         if inputs != [ONNX_INPUT] or ONNX_OUTPUT not in outputs:
             raise MetadataError(f"model.onnx has inputs {inputs} and outputs {outputs}; "
                                 f"expected input {ONNX_INPUT!r} and output {ONNX_OUTPUT!r}")
+        # A model exported before the detector existed has no features output: it answers without one.
+        self._outputs = [ONNX_OUTPUT, ONNX_FEATURES] if ONNX_FEATURES in outputs else [ONNX_OUTPUT]
 
     def prepare(self, image: Image.Image) -> np.ndarray:
         return self.recipe.to_array(image)
+
+    def outputs(self, prepared: Sequence[np.ndarray]) -> Outputs:
+        batch = np.stack(prepared)
+        results = self.session.run(self._outputs, {ONNX_INPUT: batch})
+        features = results[1] if len(results) == 2 else None
+        return Outputs(_checked(results[0], len(batch), self.classes), features)
 
     def predict(self, prepared: Sequence[np.ndarray]) -> np.ndarray:
         return self.forward(np.stack(prepared))
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """The bare forward pass on an already preprocessed float32 NCHW batch."""
+        """The bare forward pass on an already preprocessed float32 NCHW batch: probabilities only."""
         (probabilities,) = self.session.run([ONNX_OUTPUT], {ONNX_INPUT: batch})
         return _checked(probabilities, len(batch), self.classes)
 
@@ -154,15 +172,31 @@ class FastaiBackend:
             raise MetadataError(f"export.pkl's classes {vocab} differ from model.json's {metadata.classes}")
         self.classes = metadata.classes
         self._lock = threading.Lock()  # a Learner keeps per-call state: one prediction at a time
+        # The features model.onnx outputs are what the last linear layer reads: a hook on that layer gets them.
+        last = list(self.learn.model.modules())[-1]
+        self._classifier_layer = last if isinstance(last, torch.nn.Linear) else None
 
     def prepare(self, image: Image.Image) -> Image.Image:
         return image  # fastai's own item transforms run inside predict
 
-    def predict(self, prepared: Sequence[Image.Image]) -> np.ndarray:
+    def outputs(self, prepared: Sequence[Image.Image]) -> Outputs:
+        captured: list[np.ndarray] = []
         with self._lock, self.learn.no_logging():
-            dl = self.learn.dls.test_dl(list(prepared), num_workers=0)
-            probabilities, _ = self.learn.get_preds(dl=dl)
-        return _checked(probabilities.numpy(), len(prepared), self.classes)
+            hook = None
+            if self._classifier_layer is not None:
+                hook = self._classifier_layer.register_forward_hook(
+                    lambda _module, inputs, _output: captured.append(inputs[0].detach().float().cpu().numpy()))
+            try:
+                dl = self.learn.dls.test_dl(list(prepared), num_workers=0)
+                probabilities, _ = self.learn.get_preds(dl=dl)
+            finally:
+                if hook is not None:
+                    hook.remove()
+        features = np.concatenate(captured) if captured else None
+        return Outputs(_checked(probabilities.numpy(), len(prepared), self.classes), features)
+
+    def predict(self, prepared: Sequence[Image.Image]) -> np.ndarray:
+        return self.outputs(prepared).probabilities
 
 
 def load_backend(name: str, model_dir: Path, metadata: ModelMetadata, *,

@@ -19,6 +19,8 @@ class Prediction:
 
     label and confidence are the top class and its probability even when the verdict is unknown; probabilities
     are temperature-scaled where the version has calibration.json (calibrated), the plain softmax otherwise.
+    ood_score is the out-of-distribution detector's distance over its threshold (above 1: unlike every label's
+    training images), None for a version without a detector.
     """
 
     label: str
@@ -29,11 +31,12 @@ class Prediction:
     verdict: str = LABEL
     unknown_reason: str | None = None
     calibrated: bool = False
+    ood_score: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "confidence": self.confidence, "probabilities": dict(self.probabilities),
                 "verdict": self.verdict, "unknown_reason": self.unknown_reason, "calibrated": self.calibrated,
-                "model_version": self.model_version, "precision": self.precision}
+                "ood_score": self.ood_score, "model_version": self.model_version, "precision": self.precision}
 
 
 @dataclass(frozen=True)
@@ -65,16 +68,19 @@ class LoadedModel:
         """Predictions for prepared images, inferred as one batch."""
         if not prepared:
             return []
-        return [self._prediction(row) for row in self.calibration.apply(self.backend.predict(prepared))]
+        probabilities, features = self.backend.outputs(prepared)
+        scores = self.calibration.ood_scores(features, len(probabilities))
+        return [self._prediction(row, score)
+                for row, score in zip(self.calibration.apply(probabilities), scores, strict=True)]
 
     def classify(self, images: Sequence[Image.Image]) -> list[Prediction]:
         """Predictions for decoded RGB images, inferred as one batch."""
         return self.predict([self.prepare(image) for image in images])
 
-    def _prediction(self, row: np.ndarray) -> Prediction:
+    def _prediction(self, row: np.ndarray, ood_score: float | None) -> Prediction:
         best = int(np.argmax(row))
         label, confidence = self.classes[best], float(row[best])
-        verdict, reason = self.calibration.verdict(label, confidence)
+        verdict, reason = self.calibration.verdict(label, confidence, ood_score)
         return Prediction(
             label=label,
             confidence=confidence,
@@ -84,4 +90,5 @@ class LoadedModel:
             verdict=verdict,
             unknown_reason=reason,
             calibrated=self.calibration.calibrated,
+            ood_score=ood_score,
         )
