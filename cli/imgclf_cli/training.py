@@ -156,8 +156,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Mount the training commands into the `imgclf` command line."""
     train = sub.add_parser("train", help="train a model on a collected dataset")
     train.add_argument("--dataset", required=True)
-    train.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="NAME=VALUE",
-                       help="a hyperparameter of training_job/train.py, e.g. --hp epochs=5 (repeatable)")
+    train.add_argument("--hp", type=_hyperparameter, action="extend", nargs="+", default=[], metavar="NAME=VALUE",
+                       help="hyperparameters of training_job/train.py, e.g. --hp epochs=5 img_size=160 "
+                            "(several after one --hp, or --hp repeated)")
     train.add_argument("--promote", action="store_true", help="promote the model if it is no worse")
     train.set_defaults(func=guarded(_train))
 

@@ -343,6 +343,7 @@ class LocalStack:
         lines.append("# point boto3, the AWS CLI or another `imgclf` at the stack:")
         environment = self.environment()
         for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "STAGE",
-                    "DATA_BUCKET", "PREDICTIONS_TABLE", "RUNS_TABLE", "MODELS_TABLE", "TRAINING_BACKEND"):
+                    "DATA_BUCKET", "PREDICTIONS_TABLE", "RUNS_TABLE", "MODELS_TABLE", "DECISIONS_TABLE",
+                    "TRAINING_BACKEND"):
             lines.append(f"export {key}={environment[key]}")
         return "\n".join(lines)

@@ -160,6 +160,14 @@ class OodDetector:
         return np.sqrt(squared.min(axis=1))
 
 
+def detector_from_block(block: dict) -> OodDetector:
+    """The detector of a calibration.json ood block (as fit_ood wrote it)."""
+    def decoded(doc: dict) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(doc["base64"]), dtype="<f4").reshape(doc["shape"]).astype(np.float64)
+
+    return OodDetector(whitening=decoded(block["whitening"]), centres=decoded(block["centres"]))
+
+
 def fit_detector(features: np.ndarray, labels: np.ndarray, n_classes: int) -> OodDetector:
     """Class means and a Ledoit-Wolf shared covariance of the L2-normalised training features."""
     x = l2_normalised(features)

@@ -54,6 +54,9 @@ class Hyperparameters:
     ood: bool = True
     ood_keep: float = 0.95
     ood_fit_images: int = 2000
+    audit: str = "probe"
+    audit_folds: int = 5
+    near_duplicates: bool = True
 
     def as_dict(self) -> dict:
         """The hyperparameters as JSON-ready values."""
@@ -183,6 +186,14 @@ def _threshold_mode(value: str) -> str:
     return mode
 
 
+def _audit_mode(value: str) -> str:
+    """Read how the whole-dataset audit gets out-of-sample probabilities: "off" or "probe"."""
+    mode = str(value).strip().lower()
+    if mode not in ("off", "probe"):
+        raise argparse.ArgumentTypeError(f"expected 'off' or 'probe', got {value!r}")
+    return mode
+
+
 _HYPERPARAMETER_TYPES = {
     "arch": str,
     "pretrained": parse_bool,
@@ -214,6 +225,9 @@ _HYPERPARAMETER_TYPES = {
     "ood": parse_bool,
     "ood_keep": _fraction,
     "ood_fit_images": _positive_int,
+    "audit": _audit_mode,
+    "audit_folds": _positive_int,
+    "near_duplicates": parse_bool,
 }
 _BOOL_TYPES = (parse_bool, parse_auto_bool)
 _PATH_ARGS = ("train", "model_dir", "output_data_dir")

@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from imgclf.manifest import DatasetState, Parsed, parse_lines, replay
+from imgclf_trainjob import neardup
 from imgclf_trainjob.errors import JobFailure
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,13 @@ class DatasetPlan:
     ignored_labels: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     manifest_sha256: str | None = None
+    near_duplicates: list[list[str]] = field(default_factory=list)  # groups of relative paths
+
+    @property
+    def split_crossing_groups(self) -> list[list[str]]:
+        """Near-duplicate groups with members in both splits: only where the dataset assigned the splits."""
+        valid = {s.rel_path for s in self.valid}
+        return [g for g in self.near_duplicates if any(r in valid for r in g) and not all(r in valid for r in g)]
 
     @property
     def labels_match_folders(self) -> bool:
@@ -91,6 +99,8 @@ class DatasetPlan:
             "skipped": self.skipped,
             "excluded": self.excluded,
             "ignored_labels": self.ignored_labels,
+            "near_duplicate_groups": self.near_duplicates,
+            "split_crossing_groups": self.split_crossing_groups,
         }
 
 
@@ -216,24 +226,42 @@ def find_unreadable(root: Path, rel_paths: Sequence[str], workers: int | None = 
         return {rel: reason for rel, reason in zip(rel_paths, reasons, strict=True) if reason}
 
 
-def split_samples(samples: Sequence[Sample], seed: int,
-                  valid_pct: float) -> tuple[list[Sample], list[Sample]]:
-    """Train and valid lists: assigned splits kept, the rest split per label at random from the seed."""
+def split_samples(samples: Sequence[Sample], seed: int, valid_pct: float,
+                  groups: Sequence[Sequence[str]] = ()) -> tuple[list[Sample], list[Sample]]:
+    """Train and valid lists: assigned splits kept, the rest split per label at random from the seed.
+
+    groups (relative paths of near-duplicates) are never split: an unassigned image goes where an assigned member
+    of its group is, and an unassigned group goes to one side as a whole, counted with its first image's label.
+    """
     train = [s for s in samples if s.split == TRAIN]
     valid = [s for s in samples if s.split == VALID]
     # A reproducible split from the seed, not a secret: the standard PRNG is the right tool.
     rng = random.Random(seed)  # nosec B311
-    by_label: dict[str, list[Sample]] = defaultdict(list)
+    group_of = {rel: i for i, members in enumerate(groups) for rel in members}
+    assigned = {group_of[s.rel_path]: s.split for s in (*train, *valid) if s.rel_path in group_of}
+    units: dict[object, list[Sample]] = {}
     for sample in sorted(samples, key=lambda s: s.rel_path):
-        if sample.split is None:
-            by_label[sample.label].append(sample)
+        if sample.split is not None:
+            continue
+        group = group_of.get(sample.rel_path)
+        if group in assigned:  # a member already sits in a split: the rest of its group follows it
+            (valid if assigned[group] == VALID else train).append(replace(sample, split=assigned[group]))
+            continue
+        units.setdefault(sample.rel_path if group is None else ("group", group), []).append(sample)
+    by_label: dict[str, list[list[Sample]]] = defaultdict(list)
+    for unit in units.values():
+        by_label[unit[0].label].append(unit)
     # Per-label (stratified) so every class lands in both splits; sorted input keeps it reproducible.
     for label in sorted(by_label):
         pool = by_label[label]
         rng.shuffle(pool)
-        n_valid = _valid_count(len(pool), valid_pct, _count(train, label) > 0, _count(valid, label) > 0)
-        valid += [replace(s, split=VALID) for s in pool[:n_valid]]
-        train += [replace(s, split=TRAIN) for s in pool[n_valid:]]
+        n_images = sum(len(unit) for unit in pool)
+        n_valid = _valid_count(n_images, valid_pct, _count(train, label) > 0, _count(valid, label) > 0)
+        taken = 0
+        for unit in pool:
+            side = VALID if taken < n_valid and (taken + len(unit) <= n_valid or taken == 0) else TRAIN
+            taken += len(unit) if side == VALID else 0
+            (valid if side == VALID else train).extend(replace(s, split=side) for s in unit)
     return sorted(train, key=lambda s: s.rel_path), sorted(valid, key=lambda s: s.rel_path)
 
 
@@ -287,9 +315,11 @@ def check_split(train: Sequence[Sample], valid: Sequence[Sample], classes: Seque
 
 
 def prepare_dataset(
-    root: Path, *, seed: int, valid_pct: float, include_ambiguous: bool = False, min_per_class: int = 2
+    root: Path, *, seed: int, valid_pct: float, include_ambiguous: bool = False, min_per_class: int = 2,
+    near_duplicates: bool = True,
 ) -> DatasetPlan:
-    """Scan, apply the manifest, drop unreadable images, check the classes and split the data."""
+    """Scan, apply the manifest, drop unreadable images, check the classes, find near-duplicates and split the
+    data, keeping each group of near-duplicates on one side."""
     samples, labels_seen, split_mode = scan_folders(root)
     warnings: list[str] = []
     manifest = root / MANIFEST_NAME
@@ -313,7 +343,14 @@ def prepare_dataset(
     empty = check_classes(samples, labels_seen, min_per_class)
     if empty:
         warnings.append(f"Ignoring label(s) without usable images: {', '.join(map(repr, empty))}")
-    train, valid = split_samples(samples, seed, valid_pct)
+    groups: list[list[str]] = []
+    if near_duplicates:
+        rel_paths = [s.rel_path for s in samples]
+        groups = [[rel_paths[i] for i in g] for g in neardup.groups(neardup.hash_files(root, rel_paths))]
+        if groups:
+            log.info("%d group(s) of near-duplicate images (%d images); each stays on one side of the split",
+                     len(groups), sum(map(len, groups)))
+    train, valid = split_samples(samples, seed, valid_pct, groups)
     classes = sorted({s.label for s in samples})
     check_split(train, valid, classes)
     for message in warnings:
@@ -321,7 +358,7 @@ def prepare_dataset(
     return DatasetPlan(
         root=root, classes=classes, train=train, valid=valid, split_mode=split_mode, seed=seed,
         valid_pct=valid_pct, skipped=skipped, excluded=dict(sorted(effects.excluded.items())),
-        ignored_labels=empty, warnings=warnings, manifest_sha256=manifest_sha256,
+        ignored_labels=empty, warnings=warnings, manifest_sha256=manifest_sha256, near_duplicates=groups,
     )
 
 

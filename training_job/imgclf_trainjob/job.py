@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from onnxruntime import InferenceSession
 
-from imgclf_trainjob import artifacts, calibration, hardware, learner, onnx_export, preprocess, quantize, report
+from imgclf_trainjob import artifacts, audit, calibration, hardware, learner, onnx_export, preprocess, quantize, report
 from imgclf_trainjob.config import Hyperparameters, JobConfig
 from imgclf_trainjob.dataset import DatasetPlan, prepare_dataset
 from imgclf_trainjob.errors import JobFailure
@@ -59,7 +60,11 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     arch = learner.resolve_arch(hp.arch)
     weights = resolve_weights(hp.weights, hp.arch, hp.pretrained)
     plan = prepare_dataset(paths.train, seed=hp.seed, valid_pct=hp.valid_pct,
-                           include_ambiguous=hp.include_ambiguous, min_per_class=hp.min_images_per_class)
+                           include_ambiguous=hp.include_ambiguous, min_per_class=hp.min_images_per_class,
+                           near_duplicates=hp.near_duplicates)
+    if plan.split_crossing_groups:
+        log.warning("%d near-duplicate group(s) span train and valid as the dataset assigns them: the validation "
+                    "error may look better than it is (split.json lists them)", len(plan.split_crossing_groups))
     log.info("Dataset: %d classes, %d train, %d valid (%s split), %d skipped, %d excluded",
              len(plan.classes), len(plan.train), len(plan.valid), plan.split_mode, len(plan.skipped),
              len(plan.excluded))
@@ -68,6 +73,9 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     with tempfile.TemporaryDirectory(prefix="imgclf-train-") as workdir:
         dls = learner.build_dataloaders(plan, hp, arch)
         learn, weights_source = learner.build_learner(dls, arch, hp, weights, Path(workdir))
+        # The audit's probe reads the pretrained backbone before fine-tuning teaches it any of this dataset's labels.
+        backbone = (audit.backbone_features(learn.model[0], plan, hp.img_size, arch.mean, arch.std)
+                    if hp.audit == "probe" and weights_source != "none" else None)
         history = learner.train(learn, hp, pretrained=weights_source != "none")
         metrics = write_reports(learn, plan, history, hp, paths.output_data_dir, env)
         # Export and parity run on the CPU in float32, whatever trained the model.
@@ -87,9 +95,16 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
                                                                  classes)
     int8 = int8_model(onnx_path, fp32_probs, labels, plan, hp, classes)
     shipped = {quantize.MODEL_INT8: model_dir / quantize.MODEL_INT8} if int8.shipped else {}
-    ood = ood_detector(session, valid_features, plan, hp, classes)
+    train_out = None
+    if hp.audit != "off" or hp.ood:
+        ((train_probs, train_features),), train_labels = validation_outputs([session], plan.train, plan,
+                                                                            hp.img_size, classes)
+        train_out = (train_probs, train_features, train_labels)
+    ood = ood_detector(valid_features, train_out, plan, hp, classes)
     calibration_doc = calibrate(fp32_probs, labels, hp, classes, model_dir, paths.output_data_dir, ood)
     metrics["calibration"] = calibration_doc["validation"]
+    metrics["audit"] = whole_dataset_audit(plan, hp, classes, backbone, train_out, (fp32_probs, valid_features, labels),
+                                           calibration_doc.get("ood"), paths.output_data_dir, env)
     report.write_json(paths.output_data_dir / "metrics.json", metrics)
     model_json = artifacts.build_model_json(
         classes=classes, arch=hp.arch, img_size=hp.img_size, mean=arch.mean, std=arch.std,
@@ -200,19 +215,56 @@ class OodFit:
     reason: str | None = None
 
 
-def ood_detector(session: InferenceSession, valid_features: np.ndarray | None, plan: DatasetPlan,
+def ood_detector(valid_features: np.ndarray | None, train_out: tuple | None, plan: DatasetPlan,
                  hp: Hyperparameters, classes: list[str]) -> OodFit:
     """Fit the out-of-distribution detector on up to ood_fit_images training images' features."""
     if not hp.ood:
         return OodFit(None, reason="off: the ood hyperparameter is false")
-    if valid_features is None:
+    if valid_features is None or train_out is None:
         return OodFit(None, reason="none: model.onnx has no features output")
-    samples = [plan.train[i] for i in _spread(len(plan.train), hp.ood_fit_images)]
-    ((_, train_features),), train_labels = validation_outputs([session], samples, plan, hp.img_size, classes)
-    block, kept = calibration.fit_ood(train_features, train_labels, valid_features, classes, keep=hp.ood_keep)
+    chosen = _spread(len(plan.train), hp.ood_fit_images)
+    _, train_features, train_labels = train_out
+    block, kept = calibration.fit_ood(train_features[chosen], train_labels[chosen], valid_features, classes,
+                                      keep=hp.ood_keep)
     log.info("Out-of-distribution detector: %d-dim features of %d training images, threshold %.3f keeps %.3f "
-             "of validation", block["dim"], len(samples), block["threshold"], block["fit"]["valid_kept"])
+             "of validation", block["dim"], len(chosen), block["threshold"], block["fit"]["valid_kept"])
     return OodFit(block, kept)
+
+
+def whole_dataset_audit(plan: DatasetPlan, hp: Hyperparameters, classes: list[str], backbone: np.ndarray | None,
+                        train_out: tuple | None, valid_out: tuple, ood_block: dict | None, out: Path,
+                        env: Mapping[str, str]) -> dict:
+    """Write audit.json (label errors, outliers, near-duplicates over both splits); return its summary."""
+    if hp.audit == "off":
+        return {"mode": "off"}
+    samples = [*plan.train, *plan.valid]
+    _, train_features, train_labels = train_out
+    _, valid_features, valid_labels = valid_out
+    labels = np.concatenate([train_labels, valid_labels])
+    fine_tuned = (np.concatenate([train_features, valid_features]) if train_features is not None
+                  and valid_features is not None else None)
+    features, source = (backbone, "pretrained") if backbone is not None else (fine_tuned, "fine_tuned")
+    if features is None:
+        log.warning("No features for the audit (no pretrained backbone and no features output): skipped")
+        return {"mode": hp.audit, "skipped": "no features"}
+    started = time.perf_counter()
+    pred_probs = audit.out_of_sample_probabilities(features, labels, len(classes), hp.audit_folds, hp.seed)
+    issues = audit.label_issues(labels, pred_probs)
+    distance = None
+    if ood_block is not None and fine_tuned is not None:
+        detector = calibration.detector_from_block(ood_block)
+        distance = detector.distances(fine_tuned) / ood_block["threshold"]
+    outlier = distance > 1 if distance is not None else np.zeros(len(samples), dtype=bool)
+    index = {s.rel_path: i for i, s in enumerate(samples)}
+    groups = [[index[r] for r in g if r in index] for g in plan.near_duplicates]
+    s3 = report.s3_location(hp.dataset_uri, env.get("IMGCLF_DATASET_S3_PREFIX"))
+    doc = audit.build([s.rel_path for s in samples], labels, classes, [s.split or "" for s in samples], pred_probs,
+                      issues, [g for g in groups if len(g) > 1], outlier, distance, s3, features=source)
+    report.write_json(out / audit.AUDIT_JSON, doc)
+    summary = {"mode": hp.audit, "features": source, "seconds": round(time.perf_counter() - started, 3),
+               **doc["summary"]}
+    log.info("Audit (%s features): %s", source, " ".join(f"{k}={v}" for k, v in doc["summary"]["counts"].items()))
+    return summary
 
 
 def calibrate(probs: np.ndarray, labels: np.ndarray, hp: Hyperparameters, classes: list[str], model_dir: Path,

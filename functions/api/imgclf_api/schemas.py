@@ -149,6 +149,11 @@ class Hyperparameters(Strict):
     ood: bool | None = Field(None, description="Fit the out-of-distribution detector (default true)")
     ood_keep: float | None = Field(
         None, gt=0, lt=1, description="Share of in-distribution validation images the detector keeps (0.95)")
+    audit: str | None = Field(
+        None, pattern=r"^(off|probe)$",
+        description="The whole-dataset audit (audit.json): probe (default, a cross-fitted probe on the pretrained "
+                    "backbone's features) or off")
+    audit_folds: int | None = Field(None, ge=2, le=20, description="Folds of the audit's cross-fitting (5)")
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -196,6 +201,61 @@ class ReviewItem(BaseModel):
 class TrainingRunReview(BaseModel):
     run_id: str
     items: list[ReviewItem]
+
+
+AuditKind = Literal["label_error", "outlier", "near_duplicate"]
+
+
+class AuditFinding(BaseModel):
+    """One image the whole-dataset audit flagged; an image may be flagged under several kinds."""
+
+    path: str = Field(description="The image's path relative to the dataset root, as the training job saw it")
+    kind: AuditKind = Field(description="label_error: the label is likely wrong; outlier: unlike its label's "
+                                        "images; near_duplicate: nearly the same picture as others")
+    label: str = Field(description="The image's label when the run trained")
+    split: str | None = Field(None, description="train or valid")
+    score: float | None = Field(None, description="How sure the audit is: the suggested label's probability "
+                                                  "(label errors), the distance (outliers), the group size "
+                                                  "(near-duplicates)")
+    probabilities: dict[str, float] = Field(default_factory=dict, description="The audit's probe, per label")
+    suggested_label: str | None = Field(None, description="The likelier label (label errors)")
+    ood_distance: float | None = Field(None, description="Distance to the label's images over the threshold "
+                                                         "(outliers)")
+    group: int | None = Field(None, description="The near-duplicate group the image is in")
+    group_size: int | None = None
+    cross_label: bool | None = Field(None, description="Whether the group holds images of several labels")
+    group_labels: list[str] | None = None
+    split_crossing: bool | None = Field(None, description="Whether the group spans the train and valid splits")
+    s3_key: str | None = Field(None, description="The image's key in the run's dataset when the run trained; null "
+                                                 "when the entry points outside it")
+    sha256: str | None = Field(None, description="The image's sha256, which names its decision; null when the "
+                                                 "dataset's manifest does not know the key")
+    current_label: str | None = Field(None, description="Its label now; null when it is not in the dataset any more")
+    current_key: str | None = Field(None, description="Its key now (moved by a relabel since the run), what POST "
+                                                      "/datasets/{name}/edits takes")
+    thumbnail_url: str | None = Field(None, description="Presigned GET URL of the dataset image")
+
+
+class AuditSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    n_images: int | None = None
+    counts: dict[str, int] = Field(default_factory=dict, description="Findings per kind, before any filter")
+    near_duplicate_groups: int | None = None
+    cross_label_groups: int | None = None
+    estimated_noise_rate: dict[str, float] = Field(default_factory=dict, description="Per label")
+    probe_accuracy: float | None = None
+
+
+class TrainingRunAudit(BaseModel):
+    run_id: str
+    dataset: str
+    format_version: int | None = None
+    classes: list[str] = Field(default_factory=list)
+    features: str | None = Field(None, description="What the audit's features came from (pretrained, ...)")
+    summary: AuditSummary
+    decided: int = Field(description="Findings of this filter left out because their image is decided already")
+    findings: list[AuditFinding] = Field(description="Label errors first, then outliers, then near-duplicates")
 
 
 # ---------------------------------------------------------------- datasets
@@ -265,6 +325,8 @@ class DatasetEditsRequest(Strict):
     edits: list[DatasetEdit] = Field(min_length=1, max_length=MAX_EDITS)
     by: str | None = Field(None, min_length=1, max_length=200,
                            description="Who decides; defaults to the caller's IAM identity")
+    run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+                               description="The training run whose review the decisions come from")
 
     @model_validator(mode="after")
     def _one_edit_per_image(self) -> DatasetEditsRequest:
@@ -287,13 +349,32 @@ class EditRecord(BaseModel):
     reason: str = ""
 
 
+class Decision(BaseModel):
+    """The review decision an edit recorded (or found recorded already) in the decisions table."""
+
+    dataset: str
+    image: str = Field(description="The image's sha256")
+    key: str = Field("", description="Where the image was when decided")
+    action: Literal["delete", "relabel", "keep"]
+    label: str = Field(description="Its label when decided")
+    to_label: str | None = None
+    decided_label: str = Field("", description="Its label after the decision (empty once deleted)")
+    by: str = ""
+    signed_by: str | None = Field(None, description="The IAM identity that signed the request")
+    run_id: str | None = None
+    at: str
+    status: Literal["pending", "applied"]
+
+
 class EditResult(BaseModel):
     index: int = Field(description="The edit's position in the request")
     key: str
     action: str
-    status: Literal["applied", "failed", "skipped"] = Field(
-        description="skipped: not tried, because S3 failed on an earlier edit or the request ran out of time")
+    status: Literal["applied", "failed", "skipped", "decided"] = Field(
+        description="skipped: not tried, because S3 failed on an earlier edit or the request ran out of time; "
+                    "decided: someone decided exactly this already, so nothing was applied again")
     record: EditRecord | None = Field(None, description="The audit record, when applied")
+    decision: Decision | None = Field(None, description="The decision recorded (applied) or found (decided)")
     error: ErrorDetail | None = Field(None, description="Why it was not applied (not_found, conflict, ...)")
 
 
@@ -302,7 +383,7 @@ class DatasetEditsResponse(BaseModel):
     version: str | None = Field(description="sha256 of the manifest after the edits, the version the next run "
                                             "records; null when it could not be read back")
     applied: int
-    failed: int = Field(description="Edits not applied, skipped ones included")
+    failed: int = Field(description="Edits not applied, skipped ones included (decided ones are neither)")
     results: list[EditResult] = Field(description="One per edit, in the request's order")
 
 

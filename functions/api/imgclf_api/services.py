@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgclf import aws
+from imgclf.decisions import Decisions
 from imgclf.inference import Classifier
 from imgclf.registry import ModelRegistry
 from imgclf.settings import Settings, get_settings
@@ -40,6 +41,11 @@ class Services:
     def s3(self) -> Any:
         # Looked up per use: imgclf.aws caches it, and tests and the local stack swap it under a live Services.
         return aws.client("s3")
+
+    @property
+    def decisions(self) -> Decisions | None:
+        """The review's decisions, where the stack has the table."""
+        return Decisions(self.settings.decisions_table) if self.settings.decisions_table else None
 
     @property
     def upload_signer(self) -> Any:

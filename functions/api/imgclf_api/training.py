@@ -11,7 +11,8 @@ from imgclf.runs import PENDING, Runs, start_run
 
 from .launcher import PipelineLauncher
 
-REPORT_FILES = ("confusion_matrix.png", "top_losses.png", "learning_curve.png", "metrics.json", "top_losses.json")
+REPORT_FILES = ("confusion_matrix.png", "top_losses.png", "learning_curve.png", "metrics.json", "top_losses.json",
+                "audit.json")
 LINK_EXPIRES_S = 3600
 
 

@@ -5,6 +5,10 @@ one worker pool (what the CLI does). Candidates are processed on a bounded threa
 of a few decode slots, so memory is bounded by the CPU-bound decodes, not by the downloads in flight. An
 image is uploaded only after it was fetched whole and decoded fully in memory, and it enters the manifest
 only after its upload, so nothing partial is ever visible. Every rejected candidate is reported.
+
+Near-duplicates (imgclf.neardup: the same picture resized, recompressed or mirrored) are found by perceptual
+hash. One near an image of another label is rejected as ambiguous before it is uploaded, and both are marked;
+one near an image of its own label is kept, and the manifest commit records the group it joins.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from imgclf.datasets import new_collection_run
 from imgclf.errors import ImageRejected, ImgclfError
 from imgclf.log import get_logger
 from imgclf.manifest import ImageRecord
+from imgclf.neardup import PHash, phash_hex
 from imgclf.settings import Settings
 
 from .download import Downloader, DownloadPolicy
@@ -109,15 +114,20 @@ class _Outcome:
     reason: str = ""
     message: str = ""
     transient: bool = False
-    sha256: str = ""
-    labels: set[str] = field(default_factory=set)
+    ambiguous: dict[str, set[str]] = field(default_factory=dict)  # by sha256: the labels to mark it ambiguous for
+    near: bool = False  # ambiguous as a near-duplicate, not an exact copy
 
 
 class _Claims:
-    """Thread-safe de-duplication by content hash, and the quota of images still wanted."""
+    """Thread-safe de-duplication by content hash and perceptual hash, and the quota of images still wanted.
+
+    The perceptual hashes are the last manifest index's (what was committed, this label's images included): it
+    is never changed once built, so workers search it without the lock while a commit swaps in the next one.
+    """
 
     def __init__(self, index: ManifestIndex, label: str, wanted: int):
         self._labels = defaultdict(set, {sha: set(labels) for sha, labels in index.labels_by_sha.items()})
+        self._index = index
         self._label = label
         self._wanted = wanted
         self._taken = 0
@@ -128,8 +138,12 @@ class _Claims:
         with self._lock:
             return self._taken >= self._wanted
 
-    def claim(self, sha: str) -> _Outcome | None:
+    def claim(self, sha: str, phash: PHash | None = None) -> _Outcome | None:
         """Reserve a new image for this label, or say why it is not wanted (candidate filled in later)."""
+        with self._lock:
+            index = self._index
+        near = index.near_duplicates(phash)
+        near_labels = index.near_labels(near)
         with self._lock:
             labels = self._labels.get(sha, set())
             if self._label in labels:
@@ -139,8 +153,17 @@ class _Claims:
                     None,
                     reason="ambiguous",
                     message=f"also found for {sorted(labels)}",
-                    sha256=sha,
-                    labels=labels | {self._label},
+                    ambiguous={sha: labels | {self._label}},
+                )
+            if near_labels - {self._label}:
+                labels = near_labels | {self._label}
+                return _Outcome(
+                    None,
+                    reason="ambiguous",
+                    message=f"a near-duplicate of {', '.join(s[:12] for s in near)} found for "
+                            f"{sorted(near_labels - {self._label})}",
+                    ambiguous={other: labels for other in near},
+                    near=True,
                 )
             if self._taken >= self._wanted:
                 return _Outcome(None, reason="surplus", message="enough images already")
@@ -159,6 +182,7 @@ class _Claims:
         with self._lock:
             for sha, labels in index.labels_by_sha.items():
                 self._labels[sha] |= labels
+            self._index = index
 
 
 class WorkerPool:
@@ -211,6 +235,7 @@ class LabelCollection:
         self.accepted: list[ImageRecord] = []
         self.rejections: list[dict] = []
         self.skipped = 0
+        self.near_ambiguous = 0  # candidates left out as near-duplicates of another label's image
         self._pending_images: list[ImageRecord] = []
         self._pending_ambiguous: dict[str, set[str]] = defaultdict(set)
         self._pending_tried: list[dict] = []
@@ -300,7 +325,8 @@ class LabelCollection:
             with decode_slots:
                 img = images.decode(data, max_pixels=self.config.max_pixels, min_side=self.config.min_side)
                 sha = images.content_hash(img)
-                verdict = claims.claim(sha)
+                phash = phash_hex(img)
+                verdict = claims.claim(sha, phash)
                 if verdict is not None:
                     verdict.candidate = candidate
                     return verdict
@@ -319,7 +345,7 @@ class LabelCollection:
             }
             del img, data
             try:
-                return _Outcome(candidate, record=self._store(candidate, sha, jpeg, original))
+                return _Outcome(candidate, record=self._store(candidate, sha, jpeg, original, phash))
             except ImgclfError as exc:  # the upload failed (aws.translated's error)
                 claims.release(sha)
                 return _Outcome(candidate, reason="upload_failed", message=str(exc), transient=True)
@@ -352,8 +378,9 @@ class LabelCollection:
             return data
         raise ValueError(f"unknown candidate origin {candidate.origin!r}")
 
-    def _store(self, candidate: Candidate, sha: str, jpeg: bytes, original: dict) -> ImageRecord:
-        """Upload the normalised JPEG and return its manifest record."""
+    def _store(self, candidate: Candidate, sha: str, jpeg: bytes, original: dict, phash: PHash) -> ImageRecord:
+        """Upload the normalised JPEG and return its manifest record (the commit decides its near-duplicate
+        group)."""
         key = keys.dataset_image_key(self.dataset, self.label, sha, self.config.root)
         with aws.translated(f"upload s3://{self.bucket}/{key}"):
             self.s3.put_object(
@@ -378,6 +405,8 @@ class LabelCollection:
             original=original,
             collected_at=now_iso(),
             run=self.run,
+            phash=phash.hash,
+            phash_mirror=phash.mirror,
         )
 
     def _record(self, outcome: _Outcome) -> None:
@@ -388,8 +417,9 @@ class LabelCollection:
             return
         if outcome.reason == "surplus":
             return
-        if outcome.reason == "ambiguous":
-            self._pending_ambiguous[outcome.sha256] |= outcome.labels
+        for sha, labels in outcome.ambiguous.items():
+            self._pending_ambiguous[sha] |= labels
+        self.near_ambiguous += outcome.near
         self._reject(outcome.candidate.url, outcome.reason, outcome.message, outcome.transient)
 
     def _reject(self, url: str, reason: str, message: str, transient: bool) -> None:
@@ -402,13 +432,21 @@ class LabelCollection:
         self._last_commit = time.monotonic()
         if self._pending_images or self._pending_ambiguous:
             result = self.manifest.commit(self._pending_images, self._pending_ambiguous, run=self.run)
-            lost = {id(record) for record in result.conflicts + result.duplicates}
-            self.accepted = [record for record in self.accepted if id(record) not in lost]
+            lost = {id(record) for record in result.conflicts + result.duplicates + result.near_conflicts}
+            final = {record.sha256: record for record in result.appended}  # with the group the commit decided
+            self.accepted = [final.get(record.sha256, record) for record in self.accepted if id(record) not in lost]
             for record in result.conflicts:
                 # Another label stored the same picture meanwhile: ours is dropped, both marked ambiguous.
                 self._delete_quietly(record.key)
                 self._reject(
                     record.url, "ambiguous", "another label stored the same image meanwhile", False
+                )
+            for record in result.near_conflicts:
+                # Another label stored a near-duplicate meanwhile: ours is dropped, the others marked ambiguous.
+                self._delete_quietly(record.key)
+                self.near_ambiguous += 1
+                self._reject(
+                    record.url, "ambiguous", "another label stored a near-duplicate meanwhile", False
                 )
             for record in result.duplicates:
                 self._reject(
@@ -445,6 +483,10 @@ class LabelCollection:
             "rejected": sum(reasons.values()),
             "rejected_by_reason": dict(sorted(reasons.items())),
             "skipped_already_tried": self.skipped,
+            "near_duplicates": {
+                "grouped": sum(1 for record in self.accepted if record.near_duplicate_of),
+                "ambiguous": self.near_ambiguous,
+            },
             "images": had + len(self.accepted),
             "complete": had + len(self.accepted) >= self.count,
             "stopped": stopped,
@@ -458,7 +500,11 @@ class LabelCollection:
     def _write_report(self, summary: dict) -> None:
         report = {
             **summary,
-            "accepted_images": [{"url": r.url, "key": r.key, "sha256": r.sha256} for r in self.accepted],
+            "accepted_images": [
+                {"url": r.url, "key": r.key, "sha256": r.sha256}
+                | ({"near_duplicate_of": r.near_duplicate_of} if r.near_duplicate_of else {})
+                for r in self.accepted
+            ],
             "rejections": self.rejections,
         }
         body = _json_bytes(report)

@@ -4,14 +4,20 @@ datasets/{dataset}/manifest.jsonl is append-only. The collector appends image an
 cleaning loop appends edit records, and the training job replays them all:
 
     image      {"sha256", "label", "key", "source", "query", "url", "width", "height", "bytes", "format",
-                "original": {"format", "width", "height", "bytes"}, "collected_at", "run"}
+                "original": {"format", "width", "height", "bytes"}, "collected_at", "run",
+                "phash", "phash_mirror", "near_duplicate_of"}
     ambiguous  {"sha256", "ambiguous": true, "labels": [...], "collected_at", "run"}
     edit       {"edit": "delete" | "relabel" | "keep", "sha256", "key", "label", "by", "at", "reason",
                 "to_label", "to_key"}   (to_label, and to_key where the object moved: relabel only)
 
-An image is known by its sha256. Readers ignore fields they do not know; a line that is no record of this
-schema is skipped and counted, never fatal. Standard library only, and no other imgclf import: the training
-image carries this file without the rest of the package.
+An image is known by its sha256. `phash` and `phash_mirror` are the 64-bit perceptual hashes of the image and
+of its mirror image (16 hex digits; imgclf.neardup is the rule), and `near_duplicate_of` the sha256 of the
+earliest image of the near-duplicate group it joined: the groups are the connected components of those pointers
+(DatasetState.near_duplicate_groups). Images collected before have none of the three.
+
+Readers ignore fields they do not know; a line that is no record of this schema is skipped and counted, never
+fatal. Standard library only, and no other imgclf import: the training image carries this file without the
+rest of the package.
 """
 
 from __future__ import annotations
@@ -67,6 +73,9 @@ class ImageRecord:
     original: dict | None = None
     collected_at: str | None = None
     run: str | None = None
+    phash: str | None = None
+    phash_mirror: str | None = None
+    near_duplicate_of: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
@@ -132,6 +141,14 @@ def _get(obj: dict, name: str, kind: type, *, required: bool = False) -> Any:
     return value
 
 
+def _get_phash(obj: dict, name: str) -> str | None:
+    """A perceptual hash field: 16 hex digits, or None when absent."""
+    value = _get(obj, name, str)
+    if value is not None and (len(value) != 16 or value.strip("0123456789abcdef")):
+        raise MalformedRecord(f"'{name}' must be 16 lowercase hex digits, not {_show(value)}")
+    return value
+
+
 def from_dict(obj: Any) -> Record:
     """The record a decoded manifest line holds; MalformedRecord says why it holds none."""
     if not isinstance(obj, dict):
@@ -171,6 +188,9 @@ def from_dict(obj: Any) -> Record:
             original=_get(obj, "original", dict),
             collected_at=_get(obj, "collected_at", str),
             run=_get(obj, "run", str),
+            phash=_get_phash(obj, "phash"),
+            phash_mirror=_get_phash(obj, "phash_mirror"),
+            near_duplicate_of=_get(obj, "near_duplicate_of", str),
         )
     except MalformedRecord as exc:
         raise MalformedRecord(f"{kind} record: {exc}") from None
@@ -248,10 +268,37 @@ class DatasetState:
     deleted: dict[str, EditRecord] = field(default_factory=dict)  # by sha256: the edit that deleted it
     ambiguous: dict[str, set[str]] = field(default_factory=dict)  # by sha256: every label it was found for
     refused: list[tuple[EditRecord, str]] = field(default_factory=list)  # edits that changed nothing, and why
+    # by sha256: the near_duplicate_of of every image record, deleted images' too (they may link a group)
+    near_duplicate_of: dict[str, str] = field(default_factory=dict)
 
     def find_key(self, key: str) -> Image | None:
         """The image now stored at an S3 key."""
         return next((image for image in self.images.values() if image.key == key), None)
+
+    def near_duplicate_groups(self) -> list[list[str]]:
+        """The near-duplicate groups among the images in the dataset now: sha256 lists of two or more.
+
+        A group is a connected component of the near_duplicate_of pointers, so a member deleted since still
+        links the others. Members and groups come in manifest order; an image in no group is in none of them.
+        """
+        parent: dict[str, str] = {}
+
+        def find(sha: str) -> str:
+            parent.setdefault(sha, sha)
+            while parent[sha] != sha:
+                parent[sha] = parent[parent[sha]]
+                sha = parent[sha]
+            return sha
+
+        for sha, other in self.near_duplicate_of.items():
+            a, b = find(sha), find(other)
+            if a != b:
+                parent[a] = b
+        members: dict[str, list[str]] = {}
+        for sha in self.images:  # manifest order
+            if sha in parent:
+                members.setdefault(find(sha), []).append(sha)
+        return [group for group in members.values() if len(group) > 1]
 
 
 def replay(records: Iterable[Record]) -> DatasetState:
@@ -267,6 +314,8 @@ def replay(records: Iterable[Record]) -> DatasetState:
         if isinstance(record, ImageRecord):
             state.images[sha] = Image(sha, record.label, record.key or "", collected=record)
             state.deleted.pop(sha, None)
+            if record.near_duplicate_of and record.near_duplicate_of != sha:
+                state.near_duplicate_of[sha] = record.near_duplicate_of
         elif isinstance(record, AmbiguousRecord):
             state.ambiguous.setdefault(sha, set()).update(record.labels)
         elif sha not in state.images:

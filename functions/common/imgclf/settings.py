@@ -33,6 +33,7 @@ class Settings:
     predictions_table: str = ""
     runs_table: str = ""
     models_table: str = ""
+    decisions_table: str = ""
     upload_prefix: str = "uploads/"
     dataset_prefix: str = "datasets/"
     models_prefix: str = "models/"

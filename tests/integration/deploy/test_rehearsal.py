@@ -428,6 +428,7 @@ def test_stack_completes_and_every_output_resolves_to_a_resource_of_the_expected
         "PredictionsTableName": r"imgclf-{stage}-predictions",
         "RunsTableName": r"imgclf-{stage}-runs",
         "ModelsTableName": r"imgclf-{stage}-models",
+        "DecisionsTableName": r"imgclf-{stage}-decisions",
         "ClassifyDLQUrl": r"https://sqs\.{region}\.amazonaws\.com/{account}/imgclf-{stage}-classify-dlq",
         "PipelineArn": r"arn:aws:states:{region}:{account}:stateMachine:imgclf-{stage}-pipeline",
         "ReclassifyArn": r"arn:aws:states:{region}:{account}:stateMachine:imgclf-{stage}-reclassify",

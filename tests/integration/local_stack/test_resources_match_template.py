@@ -84,4 +84,4 @@ def test_function_environment_names_only_resources_of_the_stack(stack):
     # THEN each resource name in it exists in the running stack
     assert env["DATA_BUCKET"] == stack.bucket("DataBucket")
     tables = set(stack.client("dynamodb").list_tables()["TableNames"])
-    assert {env["PREDICTIONS_TABLE"], env["RUNS_TABLE"], env["MODELS_TABLE"]} <= tables
+    assert {env["PREDICTIONS_TABLE"], env["RUNS_TABLE"], env["MODELS_TABLE"], env["DECISIONS_TABLE"]} <= tables

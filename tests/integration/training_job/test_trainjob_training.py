@@ -206,3 +206,19 @@ def test_the_detector_is_fitted_on_the_training_features_and_keeps_95_percent_of
     assert model_json["onnx"]["features_shape"] == ["batch", ood["dim"]]
     assert model_json["calibration"]["ood"]["threshold"] == ood["threshold"] > 0
     assert "Out-of-distribution detector:" in run.log
+
+
+def test_the_audit_covers_both_splits_and_is_summarised_in_metrics(run, model_json):
+    doc = run.json(run.output_data_dir, "audit.json")
+    split = run.json(run.output_data_dir, "split.json")
+    everything = set(split["train"]) | set(split["valid"])
+    assert doc["format_version"] == 1 and doc["classes"] == EXPECTED_CLASSES
+    # resnet18 from scratch has no pretrained backbone: the probe reads the fine-tuned features and says so.
+    assert doc["features"] == "fine_tuned" and doc["summary"]["n_images"] == len(everything)
+    assert all(f["path"] in everything and f["kind"] in ("label_error", "outlier", "near_duplicate")
+               for f in doc["findings"])
+    assert all(f["suggested_label"] in EXPECTED_CLASSES for f in doc["findings"] if f["kind"] == "label_error")
+    summary = run.json(run.output_data_dir, "metrics.json")["audit"]
+    assert summary["mode"] == "probe" and summary["counts"] == doc["summary"]["counts"]
+    assert set(summary["estimated_noise_rate"]) == set(EXPECTED_CLASSES)
+    assert split["near_duplicate_groups"] == [] and split["split_crossing_groups"] == []

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import boto3
+import pytest
 
 from imgclf.registry import ModelRegistry
 from imgclf.settings import get_settings
-from imgclf_cli.main import main
+from imgclf_cli.main import build_parser, main
 
 
 def _register(version: str, error_rate: float) -> None:
@@ -67,3 +68,20 @@ def test_review_lists_the_top_losses_of_a_run(template_tables, capsys):
 
     out = capsys.readouterr().out
     assert "datasets/obama/sad/sad-0123456789ab.jpg" in out and "happy" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["--hp", "epochs=5", "img_size=160", "arch=tf_efficientnet_lite0"],
+    ["--hp", "epochs=5", "--hp", "img_size=160", "--hp", "arch=tf_efficientnet_lite0"],
+    ["--hp", "epochs=5", "img_size=160", "--hp", "arch=tf_efficientnet_lite0"],
+])
+def test_several_hyperparameters_follow_one_hp_or_several(argv):
+    args = build_parser().parse_args(["train", "--dataset", "ab", *argv])
+
+    assert dict(args.hp) == {"epochs": "5", "img_size": "160", "arch": "tf_efficientnet_lite0"}
+
+
+def test_a_hyperparameter_without_a_value_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--dataset", "ab", "--hp", "epochs=5", "img_size"])
+    assert "expected NAME=VALUE, got 'img_size'" in capsys.readouterr().err

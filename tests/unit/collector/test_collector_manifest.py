@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from imgclf.errors import NotFound
 from imgclf.manifest import AmbiguousRecord, EditRecord, ImageRecord
+from imgclf.neardup import PHash
 from imgclf_collector.manifest import DatasetManifest, JsonLinesLog, ManifestIndex, plan_commit
 from tests.support.tables import BUCKET
 
@@ -88,6 +90,98 @@ def test_an_image_relabelled_into_a_label_is_a_duplicate_there_not_an_ambiguity(
 
     # THEN it is dog's already: nothing is appended, and nothing marks the reviewed image ambiguous
     assert records == [] and result.duplicates == [image("a" * 64, "dog")]
+
+
+# Perceptual hashes: NEAR is 3 bits from PICTURE, FAR is 32 bits from both; each mirror hash is far from all.
+PICTURE, NEAR, FAR = "00000000ffffffff", "00000007ffffffff", "ffffffffffffffff"
+
+
+def hashed(sha: str, label: str, phash: str, near_duplicate_of: str | None = None) -> ImageRecord:
+    """An image record with a perceptual hash, as the collector writes them now."""
+    mirror = f"{int(phash, 16) ^ 0x5555_5555_5555_5555:016x}"
+    return dataclasses.replace(image(sha, label), phash=phash, phash_mirror=mirror,
+                               near_duplicate_of=near_duplicate_of)
+
+
+def test_a_near_duplicate_of_the_same_label_is_appended_pointing_to_its_group():
+    # GIVEN a manifest with a cat picture, a copy of it grouped with it, and an unrelated cat image
+    existing = [hashed("a" * 64, "cat", PICTURE), hashed("b" * 64, "cat", NEAR, "a" * 64),
+                hashed("c" * 64, "cat", FAR)]
+
+    # WHEN a cat image near the copy is committed, then a cat image near nothing
+    new = hashed("d" * 64, "cat", NEAR)
+    records, result = plan_commit(existing, [new, hashed("e" * 64, "cat", "0f0f0f0f0f0f0f0f")], {}, run="r7",
+                                  collected_at="t")
+
+    # THEN the first joins the picture's group (its oldest member), the second is in none
+    assert [(r.sha256, r.near_duplicate_of) for r in records] == [("d" * 64, "a" * 64), ("e" * 64, None)]
+    assert result.appended == records and not result.near_conflicts
+    assert records[0] == dataclasses.replace(new, near_duplicate_of="a" * 64)
+
+
+def test_a_near_duplicate_of_another_label_is_left_out_and_both_are_marked_ambiguous():
+    # GIVEN a manifest where "cat" has a picture
+    existing = [hashed("a" * 64, "cat", PICTURE)]
+
+    # WHEN a dog image near it is committed (a concurrent dog collection stored a resized copy)
+    dog = hashed("b" * 64, "dog", NEAR)
+    records, result = plan_commit(existing, [dog], {}, run="r8", collected_at="t")
+
+    # THEN the dog image is not appended, and the cat picture is marked ambiguous between cat and dog
+    assert result.near_conflicts == [dog] and not result.appended
+    assert records == [AmbiguousRecord("a" * 64, ("cat", "dog"), collected_at="t", run="r8")]
+
+
+def test_a_near_duplicate_of_a_picture_already_ambiguous_is_ambiguous_too():
+    # GIVEN a cat picture already marked ambiguous between cat and dog
+    existing = [hashed("a" * 64, "cat", PICTURE), AmbiguousRecord("a" * 64, ("cat", "dog"))]
+
+    # WHEN a cat copy of it is committed
+    records, result = plan_commit(existing, [hashed("b" * 64, "cat", NEAR)], {}, run="r9", collected_at="t")
+
+    # THEN the copy is left out as ambiguous, and nothing new is written
+    assert len(result.near_conflicts) == 1 and records == []
+
+
+def test_a_near_duplicate_of_a_deleted_image_is_appended_in_no_group():
+    # GIVEN a cat picture the cleaning loop deleted
+    existing = [hashed("a" * 64, "cat", PICTURE),
+                EditRecord("delete", "a" * 64, image("a" * 64, "cat").key, "cat", by="alice", at="t")]
+
+    # WHEN a dog copy of it is committed
+    records, result = plan_commit(existing, [hashed("b" * 64, "dog", NEAR)], {}, run="r10", collected_at="t")
+
+    # THEN it is appended as it is: the deleted image is no longer in the dataset
+    assert result.appended == records and [r.near_duplicate_of for r in records] == [None]
+
+
+def test_a_near_duplicate_relabelled_into_the_label_is_the_same_label():
+    # GIVEN a cat picture the cleaning loop relabelled to dog
+    existing = [hashed("a" * 64, "cat", PICTURE),
+                EditRecord("relabel", "a" * 64, image("a" * 64, "cat").key, "cat", by="alice", at="t",
+                           to_label="dog")]
+
+    # WHEN a dog copy and a cat copy of it are committed
+    dog, cat = hashed("b" * 64, "dog", NEAR), hashed("c" * 64, "cat", NEAR)
+    records, result = plan_commit(existing, [dog, cat], {}, run="r11", collected_at="t")
+
+    # THEN the dog copy joins its group; the cat copy is an ambiguity of the picture (and of the dog copy)
+    assert [(r.sha256, r.near_duplicate_of) for r in result.appended] == [("b" * 64, "a" * 64)]
+    assert result.near_conflicts == [cat]
+    assert [(r.sha256, r.labels) for r in records if isinstance(r, AmbiguousRecord)] == [
+        ("a" * 64, ("cat", "dog")), ("b" * 64, ("cat", "dog"))]
+
+
+def test_the_index_finds_near_duplicates_with_their_labels():
+    # GIVEN an index of a cat picture with a perceptual hash and a dog image written before hashes existed
+    index = ManifestIndex.build([hashed("a" * 64, "cat", PICTURE), image("b" * 64, "dog")])
+
+    # WHEN a copy of the picture is looked up
+    matches = index.near_duplicates(PHash(NEAR, FAR))
+
+    # THEN the cat picture is found, with its label and group
+    assert matches == ["a" * 64] and index.near_labels(matches) == {"cat"} and index.group(matches) == "a" * 64
+    assert index.near_duplicates(None) == []
 
 
 def test_records_that_break_the_schema_are_skipped_when_the_manifest_is_read(s3):

@@ -6,16 +6,18 @@ import dataclasses
 import io
 import json
 
+import numpy as np
 import pytest
 from botocore.exceptions import ClientError
-from PIL import Image
+from PIL import Image, ImageOps
 
+from imgclf.manifest import parse_objects, replay
 from imgclf_collector.download import Downloader
 from imgclf_collector.errors import SearchAuthError
 from imgclf_collector.pipeline import CollectConfig, collect, collect_label, download_policy
 from imgclf_collector.sources import Candidate, UrlListSource
 from tests.support.image_server import body, redirect, trickle
-from tests.support.images import photo, png_declaring
+from tests.support.images import jpeg_bytes, photo, png_declaring, synthetic_photo
 from tests.support.tables import BUCKET
 
 DATASET = "pets"
@@ -53,6 +55,20 @@ def stored_keys(s3, label: str) -> list[str]:
 
 def report(s3, summary: dict) -> dict:
     return json.loads(s3.get_object(Bucket=BUCKET, Key=summary["report_key"])["Body"].read())
+
+
+def picture(seed: int, size: tuple[int, int] = (400, 300)) -> Image.Image:
+    """A photo-like picture (noise around one colour, a few rectangles); another for every seed."""
+    return synthetic_photo(np.random.default_rng(seed), (120, 90, 60), size)
+
+
+def copies(seed: int) -> dict[str, bytes]:
+    """One picture as a scraped data set holds it several times: original, resized, recompressed, mirrored."""
+    original = picture(seed)
+    smaller = io.BytesIO()
+    original.resize((200, 150), Image.Resampling.BILINEAR).save(smaller, "JPEG", quality=40)
+    return {"original": jpeg_bytes(original), "smaller": smaller.getvalue(),
+            "mirrored": jpeg_bytes(ImageOps.mirror(original))}
 
 
 @pytest.fixture
@@ -311,3 +327,76 @@ def test_collect_imports_an_s3_prefix(s3, quick):
     # THEN the photos are normalised into the dataset
     assert summary["accepted"] == 3
     assert len(stored_keys(s3, "cat")) == 3
+
+
+def test_near_duplicates_under_one_label_are_kept_and_grouped(s3, quick, image_server):
+    # GIVEN one picture served three times (original, resized and recompressed, mirrored) and another picture
+    urls = [image_server.add(f"/{name}.jpg", body(data)) for name, data in copies(90).items()]
+    other = image_server.add("/other.jpg", body(jpeg_bytes(picture(91))))
+
+    # WHEN the label is collected from all four
+    summary = run_label(s3, quick, "cat", [*urls, other], count=10)
+
+    # THEN all four are stored, every record carries its perceptual hashes, and the three copies are one group
+    # pointing to the one the manifest holds first
+    assert summary["accepted"] == 4 and summary["rejected"] == 0
+    assert summary["near_duplicates"] == {"grouped": 2, "ambiguous": 0}
+    records = manifest(s3)
+    assert all(len(r["phash"]) == 16 and len(r["phash_mirror"]) == 16 for r in records)
+    by_url = {r["url"]: r for r in records}
+    (group,) = replay(parse_objects(records).records).near_duplicate_groups()
+    assert sorted(group) == sorted(by_url[url]["sha256"] for url in urls)
+    assert [r.get("near_duplicate_of") for r in records if r["sha256"] in group] == [None, group[0], group[0]]
+    assert "near_duplicate_of" not in by_url[other]
+    accepted = {image["url"]: image for image in report(s3, summary)["accepted_images"]}
+    assert sum("near_duplicate_of" in accepted[url] for url in urls) == 2
+
+
+def test_a_near_duplicate_found_for_another_label_is_left_out_and_marked_ambiguous(s3, quick, image_server):
+    # GIVEN a picture "cat" collected first
+    pictures = copies(92)
+    run_label(s3, quick, "cat", [image_server.add("/cat.jpg", body(pictures["original"]))], count=1)
+
+    # WHEN "dog" finds a resized, recompressed copy of it, and a mirrored one, and a picture of its own
+    found = [image_server.add("/dog-small.jpg", body(pictures["smaller"])),
+             image_server.add("/dog-mirrored.jpg", body(pictures["mirrored"])),
+             image_server.add("/dog.jpg", body(jpeg_bytes(picture(93))))]
+    summary = run_label(s3, quick, "dog", found, count=3)
+
+    # THEN dog stores only its own picture, reports both copies as ambiguous near-duplicates, and the manifest
+    # marks the cat picture ambiguous between cat and dog, so training leaves it out
+    assert summary["accepted"] == 1 and summary["rejected_by_reason"] == {"ambiguous": 2}
+    assert summary["near_duplicates"] == {"grouped": 0, "ambiguous": 2}
+    assert len(stored_keys(s3, "dog")) == 1
+    cat_record = next(r for r in manifest(s3) if r.get("label") == "cat")
+    assert [(r["sha256"], r["labels"]) for r in manifest(s3) if r.get("ambiguous")] == [
+        (cat_record["sha256"], ["cat", "dog"])]
+    assert all("near-duplicate" in r["message"] for r in report(s3, summary)["rejections"])
+
+
+def test_labels_collected_side_by_side_mark_a_near_duplicate_between_them_ambiguous(s3, quick, tmp_path):
+    # GIVEN a folder where "daisy" holds a picture and "rose" a resized copy of it, each with a picture of its own
+    pictures = copies(94)
+    for label, files in {"daisy": {"a.jpg": pictures["original"], "b.jpg": jpeg_bytes(picture(95))},
+                         "rose": {"c.jpg": pictures["smaller"], "d.jpg": jpeg_bytes(picture(96))}}.items():
+        (tmp_path / label).mkdir()
+        for name, data in files.items():
+            (tmp_path / label / name).write_bytes(data)
+
+    # WHEN both labels are collected at once (neither sees the other's images before its commit)
+    summary = collect("flowers", None, per_label=5, source="folder", source_options={"path": str(tmp_path)},
+                      settings=quick, s3=s3)
+
+    # THEN one label stored the picture and the other left its copy out as ambiguous, and the stored one is
+    # marked ambiguous between them; what the manifest holds is exactly what is stored
+    labels = {s["label"]: s for s in summary["labels"]}
+    assert sorted(s["accepted"] for s in labels.values()) == [1, 2]
+    assert sum(s["near_duplicates"]["ambiguous"] for s in labels.values()) == 1
+    data = s3.get_object(Bucket=BUCKET, Key="datasets/flowers/manifest.jsonl")["Body"].read()
+    records = [json.loads(line) for line in data.decode().splitlines()]
+    (ambiguous,) = [r for r in records if r.get("ambiguous")]
+    assert ambiguous["labels"] == ["daisy", "rose"]
+    assert ambiguous["sha256"] in {r["sha256"] for r in records if not r.get("ambiguous")}
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="datasets/flowers/")["Contents"]
+    assert sorted(o["Key"] for o in listing if o["Key"].endswith(".jpg")) == sorted(
+        r["key"] for r in records if not r.get("ambiguous"))

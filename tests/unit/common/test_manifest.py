@@ -31,6 +31,9 @@ AMBIGUOUS = {"sha256": SHA, "ambiguous": True, "labels": ["dancing", "happy"],
 RELABEL = {"edit": "relabel", "sha256": SHA, "key": KEY, "label": "happy", "by": "alice",
            "at": "2026-11-29T23:15:00.123+00:00", "reason": "frowning", "to_label": "sad",
            "to_key": f"datasets/obama/sad/sad-{SHA[:12]}.jpg"}
+# An image record as the collector writes it now: its perceptual hashes, and the near-duplicate group it joined.
+GROUPED = {**COLLECTED, "sha256": OTHER, "key": f"datasets/obama/happy/happy-{OTHER[:12]}.jpg",
+           "phash": "c3a5f00f1e2d3b4a", "phash_mirror": "96f0a55a4b786e1f", "near_duplicate_of": SHA}
 DELETE = {"edit": "delete", "sha256": SHA, "key": KEY, "label": "happy", "by": "bob",
           "at": "2026-11-29T23:16:00.000+00:00", "reason": ""}
 
@@ -45,8 +48,8 @@ def edit(action: str, sha: str = SHA, label: str = "happy", to_label: str | None
                       at="2026-12-01T00:00:00.000+00:00", to_label=to_label, to_key=to_key)
 
 
-@pytest.mark.parametrize("written", [COLLECTED, AMBIGUOUS, RELABEL, DELETE],
-                         ids=["image", "ambiguous", "relabel", "delete"])
+@pytest.mark.parametrize("written", [COLLECTED, GROUPED, AMBIGUOUS, RELABEL, DELETE],
+                         ids=["image", "image-with-phash", "ambiguous", "relabel", "delete"])
 def test_every_record_written_today_reads_back_and_writes_the_same_line(written):
     # GIVEN a manifest line in today's on-disk format
     line = json.dumps(written, ensure_ascii=False)
@@ -79,6 +82,9 @@ def test_labels_outside_ascii_are_written_as_they_are():
     (json.dumps({"label": "happy", "key": KEY}), "image record: 'sha256' is missing"),
     (json.dumps({**COLLECTED, "width": "wide"}), "image record: 'width' must be an integer"),
     (json.dumps({**COLLECTED, "bytes": True}), "image record: 'bytes' must be an integer"),
+    (json.dumps({**GROUPED, "phash": "c3a5"}), "image record: 'phash' must be 16 lowercase hex digits"),
+    (json.dumps({**GROUPED, "phash_mirror": "G" * 16}), "image record: 'phash_mirror' must be 16 lowercase hex"),
+    (json.dumps({**GROUPED, "near_duplicate_of": 7}), "image record: 'near_duplicate_of' must be a string"),
     (json.dumps({**AMBIGUOUS, "ambiguous": False}), "ambiguous record: 'ambiguous' must be true"),
     (json.dumps({**AMBIGUOUS, "labels": "happy"}), "ambiguous record: 'labels' must be a list"),
     (json.dumps({**RELABEL, "edit": "rename"}), "edit record: 'edit' must be one of delete, relabel, keep"),
@@ -176,3 +182,50 @@ def test_an_ambiguity_mark_holds_wherever_it_was_written():
 def test_an_image_collected_again_after_a_delete_is_back():
     state = replay([image(), edit("delete"), image()])
     assert SHA in state.images and SHA not in state.deleted
+
+
+def grouped(sha: str, of: str | None, label: str = "happy") -> ImageRecord:
+    return ImageRecord(sha, label, key=f"datasets/obama/{label}/{label}-{sha[:12]}.jpg", phash="0" * 16,
+                       phash_mirror="f" * 16, near_duplicate_of=of)
+
+
+def test_the_new_fields_survive_a_round_trip_and_old_lines_have_none():
+    # GIVEN an image record with perceptual hashes and a group, and one written before they existed
+    # WHEN both are read back
+    record, old = from_line(json.dumps(GROUPED)), from_line(json.dumps(COLLECTED))
+
+    # THEN the new one keeps its hashes and group, and the old one has none of them
+    assert (record.phash, record.phash_mirror, record.near_duplicate_of) == (
+        "c3a5f00f1e2d3b4a", "96f0a55a4b786e1f", SHA)
+    assert (old.phash, old.phash_mirror, old.near_duplicate_of) == (None, None, None)
+    assert from_line(to_line(record)) == record
+
+
+def test_near_duplicate_groups_are_the_connected_components_of_the_pointers():
+    # GIVEN a picture with two copies pointing to it, a copy of a copy, a lone image and a pair of other labels
+    a, b, c, d, e, f, g = (f"{n:x}" * 64 for n in range(1, 8))
+    records = [grouped(a, None), grouped(b, a), grouped(c, None), grouped(d, a), grouped(e, b),
+               grouped(f, None, "sad"), grouped(g, f, "sad")]
+
+    # WHEN the manifest is replayed
+    state = replay(records)
+
+    # THEN there are two groups, members in manifest order, and the lone image is in none
+    assert state.near_duplicate_groups() == [[a, b, d, e], [f, g]]
+
+
+def test_a_deleted_member_still_links_its_group_and_is_left_out_of_it():
+    # GIVEN a picture and two copies pointing to it, then the picture deleted, and a pair whose copy was deleted
+    a, b, c, d, e = (f"{n:x}" * 64 for n in range(1, 6))
+    records = [grouped(a, None), grouped(b, a), grouped(c, a), edit("delete", a),
+               grouped(d, None), grouped(e, d), edit("delete", e)]
+
+    # WHEN the manifest is replayed
+    state = replay(records)
+
+    # THEN the two copies are still one group; the pair left with one image is no group
+    assert state.near_duplicate_groups() == [[b, c]]
+
+
+def test_a_manifest_without_perceptual_hashes_has_no_groups():
+    assert replay([image(), image(OTHER, "sad")]).near_duplicate_groups() == []

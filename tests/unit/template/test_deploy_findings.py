@@ -90,7 +90,8 @@ def test_kept_resources_are_not_kept_when_their_first_create_rolls_back(logical_
 
 
 def test_the_data_buckets_and_tables_are_still_kept_on_delete_and_replace():
-    for lid in ("DataBucket", "LogBucket", "PredictionsTable", "RunsTable", "ModelsTable"):
+    for lid in ("DataBucket", "LogBucket", "PredictionsTable", "RunsTable", "ModelsTable",
+                "DecisionsTable"):
         assert RESOURCES[lid]["DeletionPolicy"] == "RetainExceptOnCreate"
         assert RESOURCES[lid]["UpdateReplacePolicy"] == "Retain"
 

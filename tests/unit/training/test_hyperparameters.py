@@ -22,7 +22,8 @@ SETTINGS = Settings(stage="dev", data_bucket="imgclf-dev-data", training_image_u
 # A value the API accepts for each of its hyperparameters, none of them train.py's default.
 SAMPLES = {"arch": "resnet34", "pretrained": False, "epochs": 2, "freeze_epochs": 0, "lr": 0.01, "bs": 16,
            "img_size": 128, "min_scale": 0.75, "valid_pct": 0.25, "seed": 7, "threshold_mode": "precision",
-           "target_precision": 0.9, "ood": False, "ood_keep": 0.9}
+           "target_precision": 0.9, "ood": False, "ood_keep": 0.9,
+           "audit": "off", "audit_folds": 3}
 
 
 def _types(annotation) -> set[type]:

@@ -87,5 +87,5 @@ def test_a_features_width_other_than_the_detectors_is_refused(fitted):
     (Hyperparameters(), None, "none: model.onnx has no features output"),
 ])
 def test_the_job_ships_no_detector_when_off_or_without_features_and_says_why(hp, features, reason):
-    fit = ood_detector(session=None, valid_features=features, plan=None, hp=hp, classes=["a", "b"])
+    fit = ood_detector(valid_features=features, train_out=None, plan=None, hp=hp, classes=["a", "b"])
     assert (fit.block, fit.valid_kept, fit.reason) == (None, None, reason)

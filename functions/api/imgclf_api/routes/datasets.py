@@ -59,17 +59,23 @@ def get_dataset(name: Annotated[str, Path()], s: Collaborators) -> DatasetSummar
              summary="Delete, relabel or keep images of a dataset: the review's decisions",
              description=f"At most {MAX_EDITS} edits per request, applied in order; each has its own "
                          "result, so an image deleted or moved already fails alone (not_found). Every applied edit "
-                         "is recorded in the manifest with who made it, which changes the dataset version.",
+                         "is recorded in the manifest with who made it, which changes the dataset version, and as "
+                         "a review decision in the decisions table. A request that contradicts a decision someone "
+                         "else made (or is making) of the same image is refused whole with 409 decision_conflict, "
+                         "nothing applied; an edit that decides the same thing gets status decided.",
              tags=["datasets"],
              responses=openapi.responses(
-                 200, DatasetEditsResponse, "Every edit's outcome and the dataset's new version", 400, 404, 415, 503,
+                 200, DatasetEditsResponse, "Every edit's outcome and the dataset's new version", 400, 404, 409, 415,
+                 503,
                  e400="An edit's key is not under datasets/{name}/ (invalid_key; nothing is applied), or the body "
                       "cannot be read (invalid_json)",
-                 e404="No such dataset"))
+                 e404="No such dataset",
+                 e409="An edit contradicts another reviewer's decision of the same image (decision_conflict; "
+                      "nothing is applied)"))
 def edit_dataset(name: Annotated[str, Path()], request: Annotated[DatasetEditsRequest, Body()], s: Collaborators,
                  signed_by: Signer) -> DatasetEditsResponse:
     dataset = existing_name("dataset", name)
     dataset_edits.check_keys(request.edits, dataset, s.settings.dataset_prefix)
     return DatasetEditsResponse(**dataset_edits.apply_edits(
         s.s3, s.settings.data_bucket, dataset, request.edits, by=request.by or signed_by or "anonymous",
-        root=s.settings.dataset_prefix))
+        root=s.settings.dataset_prefix, decisions=s.decisions, signed_by=signed_by, run_id=request.run_id))

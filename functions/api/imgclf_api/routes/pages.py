@@ -25,9 +25,9 @@ def page() -> Response[str]:
     return _html_response("page.html", img_src="'self' blob: data:", form_action="'none'")
 
 
-@router.get("/review", summary="The review page: look through a run's top losses and clean its dataset",
-            description="Takes ?run={run id}. Its data routes (GET /training-runs/{id}, .../review and POST "
-                        "/datasets/{name}/edits) are IAM routes: in AWS a browser needs an authenticating proxy.",
+@router.get("/review", summary="The review page: look through a run's top losses and audit, and clean its dataset",
+            description="Takes ?run={run id}. Its data routes (GET /training-runs/{id}, .../review, .../audit and "
+                        "POST /datasets/{name}/edits) are IAM routes: in AWS a browser needs an authenticating proxy.",
             tags=["page"], security=openapi.OPEN, responses=openapi.PAGE_RESPONSES)
 def review_page(request: Request) -> Response[str]:
     # The thumbnails are presigned S3 links: the policy lets images come from there and nowhere else.

@@ -1,19 +1,20 @@
-"""POST /training-runs, GET /training-runs/{id} and its /review: start runs, follow them, look at their errors."""
+"""POST /training-runs, GET /training-runs/{id}, its /review and /audit: start runs, follow them, look at their
+errors and at what their dataset audit found."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from imgclf import keys
 from imgclf.datasets import Dataset
 from imgclf.runs import Runs, new_run_id, pipeline_input
 
-from .. import openapi, training
+from .. import audit, openapi, training
 from ..dependencies import Collaborators, existing_name
-from ..schemas import TrainingRun, TrainingRunRequest, TrainingRunReview
+from ..schemas import AuditKind, TrainingRun, TrainingRunAudit, TrainingRunRequest, TrainingRunReview
 from ..services import Services
 
 router = APIGatewayRouter()
@@ -46,6 +47,27 @@ def review_training_run(run_id: Annotated[str, Path(alias="id")], s: Collaborato
     items = training.review_items(s.s3, s.settings.data_bucket, run, models_root=s.settings.models_prefix,
                                   datasets_root=s.settings.dataset_prefix)
     return TrainingRunReview(run_id=run["run_id"], items=items)
+
+
+@router.get("/training-runs/<id>/audit", summary="The run's whole-dataset audit, less the images already decided",
+            description="Label errors, outliers and near-duplicates the run found in its whole dataset "
+                        "(audit.json), filtered by kind and label. Images someone decided already (POST "
+                        "/datasets/{name}/edits) are left out and counted in decided, unless their label changed "
+                        "since the decision.",
+            tags=["training"],
+            responses=openapi.responses(200, TrainingRunAudit, "The audit", 404,
+                                        e404="No such run, or the run has no audit.json (yet)"))
+def audit_training_run(
+    run_id: Annotated[str, Path(alias="id")],
+    s: Collaborators,
+    kind: Annotated[AuditKind | None, Query(description="Only findings of this kind")] = None,
+    label: Annotated[str | None, Query(min_length=1, max_length=100,
+                                       description="Only images with this label when the run trained")] = None,
+) -> TrainingRunAudit:
+    run = Runs(s.settings.runs_table).get(existing_name("run", run_id))
+    found = audit.audit_findings(s.s3, s.settings.data_bucket, run, decisions=s.decisions, kind=kind, label=label,
+                                 models_root=s.settings.models_prefix, datasets_root=s.settings.dataset_prefix)
+    return TrainingRunAudit(**found)
 
 
 def _training_run(s: Services, item: dict) -> TrainingRun:
