@@ -24,3 +24,10 @@ def create_bucket(s3, bucket: Bucket) -> str:
     if bucket.versioned:
         s3.put_bucket_versioning(Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"})
     return bucket.name
+
+
+def prediction_record(stack, key: str) -> dict | None:
+    """The prediction record of an object in a stack's data bucket, None before there is one."""
+    from imgclf import ddb
+
+    return ddb.get_item(stack.table("PredictionsTable"), {"image": f"s3://{stack.bucket()}/{key}"})

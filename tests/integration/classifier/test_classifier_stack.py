@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from imgclf import ddb
-from imgclf_local.stack import LocalStack
 from tests.support.models import publish_model
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("model-cache")
-    with LocalStack(api=False, extra_environment={"MODEL_CACHE_DIR": str(cache)}) as stack:
-        yield stack
+from tests.support.tables import prediction_record
 
 
 @pytest.fixture(scope="module")
 def promoted(stack, tiny_model):
     """The tiny model uploaded to the stack's bucket and promoted in its registry."""
     return publish_model(tiny_model, "run-1")
-
-
-def record_of(stack, key: str) -> dict | None:
-    return ddb.get_item(stack.table("PredictionsTable"), {"image": f"s3://{stack.bucket()}/{key}"})
 
 
 def test_upload_gets_a_prediction_record(stack, promoted, photo_jpeg):
@@ -33,7 +21,7 @@ def test_upload_gets_a_prediction_record(stack, promoted, photo_jpeg):
     stack.client("s3").put_object(Bucket=stack.bucket(), Key=key, Body=photo_jpeg)
 
     # THEN its record appears, classified by the promoted model, with a verdict from its calibration
-    record = stack.wait_until(lambda: record_of(stack, key), timeout=120)
+    record = stack.wait_until(lambda: prediction_record(stack, key), timeout=120)
     assert record["status"] == "classified"
     assert record["model_version"] == promoted
     assert record["label"] in record["probabilities"]
@@ -47,5 +35,5 @@ def test_bad_upload_gets_a_rejected_record(stack, promoted):
     stack.client("s3").put_object(Bucket=stack.bucket(), Key=key, Body=b"plain text")
 
     # THEN its record says why it was rejected
-    record = stack.wait_until(lambda: record_of(stack, key), timeout=120)
+    record = stack.wait_until(lambda: prediction_record(stack, key), timeout=120)
     assert (record["status"], record["reason"]) == ("rejected", "not_an_image")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from imgclf import ddb
 from imgclf_api.predictions import list_predictions
 from imgclf_local.samples import jpeg_bytes, shape_image
-from imgclf_local.stack import LocalStack
 from tests.support.models import publish_model
+from tests.support.tables import prediction_record
 
 pytestmark = pytest.mark.slow
 
@@ -17,19 +16,8 @@ ANT_PHOTO = "ants-bees/valid/ants/1073564163_225a64f170.jpg"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("model-cache")
-    with LocalStack(api=False, extra_environment={"MODEL_CACHE_DIR": str(cache)}) as stack:
-        yield stack
-
-
-@pytest.fixture(scope="module")
 def promoted(stack, photo_model):
     return publish_model(photo_model, "photo-run")
-
-
-def record_of(stack, key: str) -> dict | None:
-    return ddb.get_item(stack.table("PredictionsTable"), {"image": f"s3://{stack.bucket()}/{key}"})
 
 
 def test_a_drawing_is_unknown_out_of_distribution_and_an_ant_photo_is_not(stack, promoted, datasets_dir):
@@ -41,13 +29,13 @@ def test_a_drawing_is_unknown_out_of_distribution_and_an_ant_photo_is_not(stack,
     s3.put_object(Bucket=stack.bucket(), Key="uploads/ant.jpg", Body=(datasets_dir / ANT_PHOTO).read_bytes())
 
     # THEN the drawing is recorded unknown, out of distribution, with its score and still its closest label
-    drawing = stack.wait_until(lambda: record_of(stack, "uploads/triangle.jpg"), timeout=120)
+    drawing = stack.wait_until(lambda: prediction_record(stack, "uploads/triangle.jpg"), timeout=120)
     assert drawing["status"] == "classified" and drawing["model_version"] == promoted
     assert (drawing["verdict"], drawing["unknown_reason"]) == ("unknown", "out_of_distribution")
     assert drawing["ood_score"] > 1 and drawing["label"] in ("ants", "bees")
 
     # AND the ant photo is in distribution and answered
-    photo = stack.wait_until(lambda: record_of(stack, "uploads/ant.jpg"), timeout=120)
+    photo = stack.wait_until(lambda: prediction_record(stack, "uploads/ant.jpg"), timeout=120)
     assert photo["ood_score"] < 1
     assert (photo["verdict"], photo["label"], photo.get("unknown_reason")) == ("label", "ants", None)
 
