@@ -55,6 +55,12 @@ def sha12(key: str) -> str:
     return key.rsplit("-", 1)[-1].removesuffix(".jpg")
 
 
+def listed_keys(browser) -> list[str]:
+    """The keys of the audit cards on the page, read in one script: cards leave the list while the test looks."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#audit-list li .file')].map((file) => file.title)")
+
+
 def audit_cards(browser) -> dict[str, object]:
     """The label-error cards on the page, by the S3 key of their image."""
     Select(browser.find_element(By.ID, "audit-kind")).select_by_value("label_error")
@@ -83,9 +89,7 @@ def test_planted_wrong_labels_are_found_moved_to_their_suggestion_and_gone_after
     browser.find_element(By.ID, "reviewer").send_keys("e2e reviewer")
     for key in planted:
         cards[key].find_element(By.CSS_SELECTOR, "[data-action=suggested]").click()
-        WebDriverWait(browser, 30).until(lambda b, k=key: k not in {
-            c.find_element(By.CSS_SELECTOR, ".file").get_attribute("title")
-            for c in b.find_elements(By.CSS_SELECTOR, "#audit-list li")})
+        WebDriverWait(browser, 30).until(lambda b, k=key: k not in listed_keys(b))
 
     # THEN after a reload the decided images stay gone
     browser.refresh()
