@@ -160,14 +160,6 @@ class OodDetector:
         return np.sqrt(squared.min(axis=1))
 
 
-def detector_from_block(block: dict) -> OodDetector:
-    """The detector of a calibration.json ood block (as fit_ood wrote it)."""
-    def decoded(doc: dict) -> np.ndarray:
-        return np.frombuffer(base64.b64decode(doc["base64"]), dtype="<f4").reshape(doc["shape"]).astype(np.float64)
-
-    return OodDetector(whitening=decoded(block["whitening"]), centres=decoded(block["centres"]))
-
-
 def fit_detector(features: np.ndarray, labels: np.ndarray, n_classes: int) -> OodDetector:
     """Class means and a Ledoit-Wolf shared covariance of the L2-normalised training features."""
     x = l2_normalised(features)
@@ -179,9 +171,9 @@ def fit_detector(features: np.ndarray, labels: np.ndarray, n_classes: int) -> Oo
 
 
 def fit_ood(train_features: np.ndarray, train_labels: np.ndarray, valid_features: np.ndarray,
-            classes: list[str], keep: float = 0.95) -> tuple[dict, np.ndarray]:
-    """calibration.json's ood block (the detector, the distance that keeps `keep` of the validation images) and
-    which validation images it keeps."""
+            classes: list[str], keep: float = 0.95) -> tuple[dict, np.ndarray, OodDetector]:
+    """calibration.json's ood block (the detector, the distance that keeps `keep` of the validation images),
+    which validation images it keeps, and the detector itself."""
     detector = fit_detector(train_features, train_labels, len(classes))
     valid = detector.distances(valid_features)
     train = detector.distances(train_features)
@@ -198,7 +190,7 @@ def fit_ood(train_features: np.ndarray, train_labels: np.ndarray, valid_features
                 "valid_kept": float((valid <= threshold).mean()) if len(valid) else None,
                 "train_kept": float((train <= threshold).mean()) if len(train) else None,
                 "valid_distance_median": float(np.median(valid)) if len(valid) else None},
-    }, valid <= threshold
+    }, valid <= threshold, detector
 
 
 def fit(probabilities: np.ndarray, labels: np.ndarray, classes: list[str], *, mode: str = "f1",

@@ -104,7 +104,7 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     calibration_doc = calibrate(fp32_probs, labels, hp, classes, model_dir, paths.output_data_dir, ood)
     metrics["calibration"] = calibration_doc["validation"]
     metrics["audit"] = whole_dataset_audit(plan, hp, classes, backbone, train_out, (fp32_probs, valid_features, labels),
-                                           calibration_doc.get("ood"), paths.output_data_dir, env)
+                                           ood, paths.output_data_dir, env)
     report.write_json(paths.output_data_dir / "metrics.json", metrics)
     model_json = artifacts.build_model_json(
         classes=classes, arch=hp.arch, img_size=hp.img_size, mean=arch.mean, std=arch.std,
@@ -208,10 +208,12 @@ def int8_model(onnx_path: Path, fp32_probs: np.ndarray, labels: np.ndarray, plan
 
 @dataclass(frozen=True)
 class OodFit:
-    """The detector block for calibration.json, or why there is none, and which validation images it keeps."""
+    """The detector block for calibration.json, or why there is none, which validation images it keeps, and the
+    detector itself (the audit scores every image with it, without decoding the block again)."""
 
     block: dict | None
     valid_kept: np.ndarray | None = None
+    detector: calibration.OodDetector | None = None
     reason: str | None = None
 
 
@@ -224,15 +226,15 @@ def ood_detector(valid_features: np.ndarray | None, train_out: tuple | None, pla
         return OodFit(None, reason="none: model.onnx has no features output")
     chosen = _spread(len(plan.train), hp.ood_fit_images)
     _, train_features, train_labels = train_out
-    block, kept = calibration.fit_ood(train_features[chosen], train_labels[chosen], valid_features, classes,
-                                      keep=hp.ood_keep)
+    block, kept, detector = calibration.fit_ood(train_features[chosen], train_labels[chosen], valid_features,
+                                                classes, keep=hp.ood_keep)
     log.info("Out-of-distribution detector: %d-dim features of %d training images, threshold %.3f keeps %.3f "
              "of validation", block["dim"], len(chosen), block["threshold"], block["fit"]["valid_kept"])
-    return OodFit(block, kept)
+    return OodFit(block, kept, detector)
 
 
 def whole_dataset_audit(plan: DatasetPlan, hp: Hyperparameters, classes: list[str], backbone: np.ndarray | None,
-                        train_out: tuple | None, valid_out: tuple, ood_block: dict | None, out: Path,
+                        train_out: tuple | None, valid_out: tuple, ood: OodFit, out: Path,
                         env: Mapping[str, str]) -> dict:
     """Write audit.json (label errors, outliers, near-duplicates over both splits); return its summary."""
     if hp.audit == "off":
@@ -251,9 +253,8 @@ def whole_dataset_audit(plan: DatasetPlan, hp: Hyperparameters, classes: list[st
     pred_probs = audit.out_of_sample_probabilities(features, labels, len(classes), hp.audit_folds, hp.seed)
     issues = audit.label_issues(labels, pred_probs)
     distance = None
-    if ood_block is not None and fine_tuned is not None:
-        detector = calibration.detector_from_block(ood_block)
-        distance = detector.distances(fine_tuned) / ood_block["threshold"]
+    if ood.detector is not None and fine_tuned is not None:
+        distance = ood.detector.distances(fine_tuned) / ood.block["threshold"]
     outlier = distance > 1 if distance is not None else np.zeros(len(samples), dtype=bool)
     index = {s.rel_path: i for i, s in enumerate(samples)}
     groups = [[index[r] for r in g if r in index] for g in plan.near_duplicates]

@@ -25,7 +25,7 @@ def fitted():
     centres = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
     train, labels = clusters(rng, 200, centres)
     valid, _ = clusters(rng, 50, centres)
-    block, kept = calibration.fit_ood(train, labels, valid, ["a", "b"], keep=0.9)
+    block, kept, _ = calibration.fit_ood(train, labels, valid, ["a", "b"], keep=0.9)
     return block, kept, centres, rng
 
 
@@ -69,7 +69,7 @@ def test_fewer_images_than_feature_dimensions_still_fit():
     # Ledoit-Wolf shrinkage keeps the covariance invertible: 512-dim features, 30 training images.
     rng = np.random.default_rng(1)
     train, labels = rng.standard_normal((30, 512)), np.repeat([0, 1, 2], 10)
-    block, kept = calibration.fit_ood(train, labels, rng.standard_normal((20, 512)), ["a", "b", "c"])
+    block, kept, _ = calibration.fit_ood(train, labels, rng.standard_normal((20, 512)), ["a", "b", "c"])
     assert np.isfinite(block["threshold"]) and 0 < kept.mean() <= 1
 
 
