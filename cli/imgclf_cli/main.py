@@ -8,7 +8,19 @@ import signal
 import sys
 import threading
 
-from imgclf_cli import audit, collect, console, demo, pipeline, predictions, preflight, teardown, training
+from imgclf_cli import (
+    audit,
+    collect,
+    console,
+    demo,
+    pipeline,
+    predictions,
+    preflight,
+    review,
+    reviewers,
+    teardown,
+    training,
+)
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -38,6 +50,8 @@ STACK_OUTPUTS = {
     "DecisionsTableName": "DECISIONS_TABLE",
     "PipelineArn": "STATE_MACHINE_ARN",
     "ReclassifyArn": "RECLASSIFY_MACHINE_ARN",
+    "CollectorFunctionName": "COLLECTOR_FUNCTION",
+    "ReviewSignInParameter": "SIGN_IN_PARAMETER",
 }
 
 
@@ -65,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     local = sub.add_parser("local", help="run the embedded local stack in the foreground")
     local.add_argument("--port", type=int, default=3000, help="port of the local API and page (0: any free)")
     local.set_defaults(func=_local)
-    for module in (collect, training, audit, predictions, demo, pipeline, preflight, teardown):
+    for module in (collect, training, audit, predictions, review, reviewers, demo, pipeline, preflight, teardown):
         module.add_parser(sub)
     return parser
 

@@ -72,7 +72,8 @@ def _runs(args: argparse.Namespace) -> int:
     if args.run_id:
         _print(runs.get(args.run_id), args.json)
         return 0
-    items = ddb.scan_all(settings.runs_table)
+    # Items whose id starts with '@' are the runs table's counters (imgclf.review.LabelCounter), not runs.
+    items = [item for item in ddb.scan_all(settings.runs_table) if not item["run_id"].startswith("@")]
     items.sort(key=lambda r: r.get("created_at", ""), reverse=True)
     for run in items[: args.limit]:
         error = (run.get("metrics") or {}).get("error_rate")

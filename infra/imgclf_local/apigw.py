@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .template import ACCOUNT_ID, ApiRoute
+from .cognito import IdTokenVerifier, Unauthorized, claims_for_api_gateway
+from .template import ACCOUNT_ID, ApiRoute, CognitoAuthorizer
 
 log = logging.getLogger("imgclf.local.api")
 
@@ -76,8 +77,8 @@ class Router:
 
 def proxy_event(*, method: str, raw_path: str, headers: dict[str, list[str]], body: bytes,
                 route: ApiRoute, path_parameters: dict[str, str], stage: str, binary_media_types: list[str],
-                source_ip: str) -> dict:
-    """An API Gateway REST (v1) proxy event for one request."""
+                source_ip: str, claims: dict[str, str] | None = None) -> dict:
+    """An API Gateway REST (v1) proxy event for one request; a Cognito authorizer's claims in its context."""
     split = urlsplit(raw_path)
     query = parse_qs(split.query, keep_blank_values=True)
     content_type = (headers.get("content-type") or [""])[0].split(";")[0].strip()
@@ -85,7 +86,7 @@ def proxy_event(*, method: str, raw_path: str, headers: dict[str, list[str]], bo
     now = datetime.now(UTC)
     request_id = str(uuid.uuid4())
     canonical = {_canonical(name): values for name, values in headers.items()}
-    return {
+    event = {
         "resource": route.path,
         "path": unquote(split.path),
         "httpMethod": method,
@@ -123,6 +124,9 @@ def proxy_event(*, method: str, raw_path: str, headers: dict[str, list[str]], bo
         "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8", "replace")) if body else None,
         "isBase64Encoded": bool(body) and binary,
     }
+    if claims is not None:
+        event["requestContext"]["authorizer"] = {"claims": claims}
+    return event
 
 
 def _canonical(name: str) -> str:
@@ -138,8 +142,11 @@ class ApiServer:
     """Serves the template's Api routes on 127.0.0.1, one handler invocation per request."""
 
     def __init__(self, router: Router, *, stage: str, binary_media_types: list[str], port: int = 0,
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1",
+                 authorizers: dict[str, tuple[CognitoAuthorizer, IdTokenVerifier]] | None = None):
         self.router, self.stage, self.binary_media_types = router, stage, binary_media_types
+        # Routes whose authorizer is one of these need its pool's id token; IAM is not checked here.
+        self.authorizers = authorizers or {}
         self.httpd = ThreadingHTTPServer((host, port), self._request_handler())
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="local-api", daemon=True)
@@ -166,11 +173,20 @@ class ApiServer:
             if path_known:
                 return _error(405, "method_not_allowed", f"{method} is not allowed on {path}")
             return _error(404, "not_found", f"no route for {method} {path}")
+        claims = None
+        if bound.route.authorizer in self.authorizers:
+            spec, verifier = self.authorizers[bound.route.authorizer]
+            try:
+                claims = claims_for_api_gateway(verifier.claims((headers.get(spec.header.lower()) or [None])[-1]))
+            except Unauthorized as exc:
+                log.debug("%s %s refused: %s", method, path, exc)
+                # API Gateway's UNAUTHORIZED response, in the shape the template's GatewayResponses give it.
+                return _error(401, "UNAUTHORIZED", "Unauthorized")
         if len(body) > MAX_PAYLOAD_BYTES:
             return _error(413, "payload_too_large", "API Gateway accepts at most 10 MB per request")
         event = proxy_event(method=method, raw_path=raw_path, headers=headers, body=body, route=bound.route,
                             path_parameters=params, stage=self.stage,
-                            binary_media_types=self.binary_media_types, source_ip=source_ip)
+                            binary_media_types=self.binary_media_types, source_ip=source_ip, claims=claims)
         try:
             result = bound.invoke(event)
         except Exception:

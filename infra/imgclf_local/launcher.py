@@ -28,6 +28,22 @@ class LocalPipelineLauncher:
         self._background(name, lambda: self.stack.run_state_machine("TrainingPipeline", execution_input, name=name))
         return f"arn:aws:states:local:execution:{name}"
 
+    def add_upload(self, event: dict[str, Any]) -> dict[str, Any]:
+        # A RequestResponse invocation: the collector's answer comes back to the caller.
+        return self.stack.invoke("CollectorFunction", event)
+
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> str:
+        from imgclf_api.launcher import EVENT_SOURCE
+
+        event_id = str(uuid.uuid4())
+        self.stack.put_event(self.stack.event(EVENT_SOURCE, detail_type, detail, event_id=event_id))
+        return event_id
+
+    def start_execution(self, logical_id: str, name: str, execution_input: Any) -> str:
+        """Start one execution of a template's state machine in the background (an EventBridge rule's target)."""
+        self._background(name, lambda: self.stack.run_state_machine(logical_id, execution_input, name=name))
+        return f"arn:aws:states:local:execution:{name}"
+
     def _background(self, name: str, work) -> None:
         def run() -> None:
             try:

@@ -16,6 +16,8 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from .apigw import ApiServer, Router
+from .cognito import authorizers as cognito_authorizers
+from .cognito import create_user_pools, put_parameters
 from .lambda_runtime import invoke as invoke_function
 from .lambda_runtime import load_handler
 from .pump import SqsPump
@@ -158,6 +160,9 @@ class LocalStack:
     def create_resources(self) -> None:
         """Create queues, tables and buckets exactly as the template declares them."""
         sqs, dynamodb, s3 = self.client("sqs"), self.client("dynamodb"), self.client("s3")
+        # Pools first: their ids are what the parameters (the review page's sign-in) resolve to.
+        create_user_pools(self.template, self.client("cognito-idp"))
+        put_parameters(self.template, self.client("ssm"))
         # Dead-letter queues first: a redrive policy must name an existing queue.
         queues = sorted(self.template.queues.values(), key=lambda q: q.dlq_logical_id is not None)
         for queue in queues:
@@ -265,16 +270,43 @@ class LocalStack:
         self.launcher = LocalPipelineLauncher(self)
         self._serve_api_here()
         self.api = ApiServer(router, stage=self.template.parameters["Stage"],
-                             binary_media_types=self.template.binary_media_types, port=self.api_port)
+                             binary_media_types=self.template.binary_media_types, port=self.api_port,
+                             authorizers=cognito_authorizers(self.template, self.endpoint, self.client("cognito-idp")))
         self.api.start()
 
     def put_event(self, event: dict) -> list[Any]:
-        """Deliver an EventBridge event to every function whose rule in the template matches it."""
+        """Deliver an EventBridge event to every function whose rule in the template matches it, and start every
+        state machine whose rule does (in the background, as EventBridge starts an execution and moves on)."""
         results = []
         for logical_id, function in self.template.functions.items():
             if any(rule.matches(event) for rule in function.event_rules):
                 results.append(self.invoke(logical_id, event))
+        for logical_id, rules in self.template.state_machine_rules.items():
+            for rule in rules:
+                if rule.matches(event):
+                    from .launcher import LocalPipelineLauncher
+
+                    self.launcher = self.launcher or LocalPipelineLauncher(self)
+                    # EventBridge names the executions it starts itself: a random id.
+                    results.append(self.launcher.start_execution(logical_id, str(uuid.uuid4()),
+                                                                 rule.target_input(event)))
         return results
+
+    @staticmethod
+    def event(source: str, detail_type: str, detail: dict, *, event_id: str | None = None,
+              resources: list[str] | None = None) -> dict:
+        """An EventBridge event as the bus delivers it to a rule's target."""
+        return {
+            "version": "0",
+            "id": event_id or str(uuid.uuid4()),
+            "detail-type": detail_type,
+            "source": source,
+            "account": ACCOUNT_ID,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": REGION,
+            "resources": resources or [],
+            "detail": detail,
+        }
 
     def sagemaker(self, **options: Any):
         """SageMaker's training contract on this machine; finished jobs are announced as EventBridge events."""
@@ -344,6 +376,9 @@ class LocalStack:
         environment = self.environment()
         for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "STAGE",
                     "DATA_BUCKET", "PREDICTIONS_TABLE", "RUNS_TABLE", "MODELS_TABLE", "DECISIONS_TABLE",
-                    "TRAINING_BACKEND"):
+                    "SIGN_IN_PARAMETER", "TRAINING_BACKEND"):
             lines.append(f"export {key}={environment[key]}")
+        if self.template.cognito_authorizers:
+            lines.append("# then make a reviewer to sign in on the review page with:")
+            lines.append("#   imgclf reviewer add you@example.com --password 'Choose-A-Password-1'")
         return "\n".join(lines)

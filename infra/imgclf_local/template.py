@@ -91,6 +91,17 @@ class ApiRoute:
     method: str
     event_name: str
     public: bool
+    # NONE, AWS_IAM, or the name of one of the API's Cognito authorizers (StackTemplate.cognito_authorizers).
+    authorizer: str = "NONE"
+
+
+@dataclass(frozen=True)
+class CognitoAuthorizer:
+    """A Cognito user-pool authorizer of the API: which pool's id tokens it takes, from which header."""
+
+    name: str
+    pool_logical_id: str
+    header: str = "Authorization"
 
 
 @dataclass(frozen=True)
@@ -99,9 +110,17 @@ class EventRule:
 
     name: str
     pattern: dict
+    input_path: str | None = None  # what of the event the target gets ($.detail...), the whole event when None
 
     def matches(self, event: dict) -> bool:
         return _pattern_matches(self.pattern, event)
+
+    def target_input(self, event: dict) -> Any:
+        """The part of a matched event its target receives (the rule's InputPath)."""
+        value: Any = event
+        for part in (self.input_path or "$").split(".")[1:]:
+            value = value[part]
+        return value
 
 
 def _pattern_matches(pattern: dict, event: dict) -> bool:
@@ -145,6 +164,9 @@ class StackTemplate:
         self.parameters = self._parameter_values(parameters or {})
         self.resources: dict[str, dict] = self.raw.get("Resources", {})
         self.conditions = {name: self._condition(name) for name in self.raw.get("Conditions", {})}
+        # Ids that only exist once the resource does (a Cognito pool's, its client's): set by the stack as it
+        # creates them, and what Ref and GetAtt answer from then on.
+        self.physical_ids: dict[str, str] = {}
 
     # ------------------------------------------------------------------ intrinsics
     def _parameter_values(self, overrides: dict[str, str]) -> dict[str, Any]:
@@ -202,6 +224,8 @@ class StackTemplate:
         """What Ref returns for a resource: a name, or a URL or ARN where CloudFormation says so."""
         resource = self._resource(logical_id)
         kind = resource["Type"]
+        if logical_id in self.physical_ids:
+            return self.physical_ids[logical_id]
         if kind == "AWS::SQS::Queue":
             return f"http://sqs.{REGION}.localhost/{ACCOUNT_ID}/{self.physical_name(logical_id)}"
         if kind in {"AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"}:
@@ -234,6 +258,8 @@ class StackTemplate:
         }
         if attribute == "Arn" and kind in arns:
             return arns[kind]
+        if attribute == "Arn" and kind == "AWS::Cognito::UserPool":
+            return f"arn:aws:cognito-idp:{REGION}:{ACCOUNT_ID}:userpool/{self.physical_ref(logical_id)}"
         if attribute in {"QueueName", "Name"}:
             return name
         if attribute == "QueueUrl":
@@ -375,7 +401,7 @@ class StackTemplate:
                 elif event["Type"] == "Api":
                     authorizer = ev.get("Auth", {}).get("Authorizer") or api_auth.get(str(ev.get("RestApiId")), "NONE")
                     routes.append(ApiRoute(path=ev["Path"], method=ev["Method"].upper(), event_name=event_name,
-                                           public=authorizer == "NONE"))
+                                           public=authorizer == "NONE", authorizer=str(authorizer)))
             functions[lid] = Function(
                 logical_id=lid,
                 name=self.physical_name(lid),
@@ -400,6 +426,37 @@ class StackTemplate:
             self.physical_name(lid): self.properties(lid).get("Auth", {}).get("DefaultAuthorizer", "NONE")
             for lid in self.of_type("AWS::Serverless::Api")
         }
+
+    @cached_property
+    def cognito_authorizers(self) -> dict[str, CognitoAuthorizer]:
+        """The APIs' Cognito authorizers by name, each with the logical id of its user pool."""
+        found = {}
+        for lid in self.of_type("AWS::Serverless::Api"):
+            # Read unresolved: the pool's ARN exists only once the pool does; its logical id is what is needed.
+            authorizers = self.resources[lid].get("Properties", {}).get("Auth", {}).get("Authorizers", {}) or {}
+            for name, spec in authorizers.items():
+                arn = spec.get("UserPoolArn")
+                if arn is None:
+                    continue
+                pool_id = _user_pool_of(arn)
+                if pool_id not in self.resources:
+                    raise TemplateError(f"authorizer {name}: UserPoolArn must be !GetAtt <pool>.Arn or a !Sub "
+                                        "ending in userpool/${<pool>}")
+                header = (spec.get("Identity") or {}).get("Header", "Authorization")
+                found[name] = CognitoAuthorizer(name=name, pool_logical_id=pool_id, header=str(header))
+        return found
+
+    @cached_property
+    def state_machine_rules(self) -> dict[str, list[EventRule]]:
+        """The EventBridge rules that start each state machine (its EventBridgeRule events), by logical id."""
+        rules: dict[str, list[EventRule]] = {}
+        for lid in self.of_type("AWS::Serverless::StateMachine"):
+            for event_name, event in (self.properties(lid).get("Events") or {}).items():
+                if event["Type"] == "EventBridgeRule":
+                    ev = event.get("Properties", {})
+                    rules.setdefault(lid, []).append(EventRule(name=str(ev.get("RuleName", event_name)),
+                                                               pattern=ev["Pattern"], input_path=ev.get("InputPath")))
+        return rules
 
     @cached_property
     def binary_media_types(self) -> list[str]:
@@ -470,4 +527,19 @@ _NAME_PROPERTIES = {
     "AWS::Logs::LogGroup": ("LogGroupName",),
     "AWS::ECR::Repository": ("RepositoryName",),
     "AWS::Serverless::LayerVersion": ("LayerName",),
+    "AWS::Cognito::UserPoolDomain": ("Domain",),
+    "AWS::SSM::Parameter": ("Name",),
 }
+
+
+def _user_pool_of(arn) -> str | None:
+    """The logical id of the user pool an authorizer's UserPoolArn names (!GetAtt Pool.Arn, or a !Sub of the ARN
+    ending in userpool/${Pool}), or None."""
+    if not isinstance(arn, dict):
+        return None
+    if "Fn::GetAtt" in arn:
+        pool = arn["Fn::GetAtt"]
+        return pool.split(".", 1)[0] if isinstance(pool, str) else pool[0]
+    text = arn.get("Fn::Sub")
+    match = re.search(r"userpool/\$\{([A-Za-z0-9]+)\}$", text) if isinstance(text, str) else None
+    return match.group(1) if match else None

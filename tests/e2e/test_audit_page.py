@@ -13,6 +13,7 @@ from imgclf.settings import get_settings
 from imgclf_training.starter import start_training_job
 from tests.support.browser import DESKTOP, save_full_page
 from tests.support.datasets import upload_photos
+from tests.support.reviewers import sign_in_on_page
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +78,7 @@ def test_planted_wrong_labels_are_found_moved_to_their_suggestion_and_gone_after
     # GIVEN the review page of the run trained on the noisy photos
     browser.set_window_size(*DESKTOP)
     browser.get(f"{local_stack.api.url}/review?run={run['run_id']}")
+    sign_in_on_page(browser, local_stack)
     cards = audit_cards(browser)
 
     # THEN each planted photo is listed as a label error, suggested back to ants

@@ -13,6 +13,7 @@ from imgclf.settings import get_settings
 from imgclf_training.starter import start_training_job
 from tests.support.browser import save_full_page
 from tests.support.datasets import upload_dataset
+from tests.support.reviewers import sign_in_on_page
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +36,7 @@ def trained_run(local_stack) -> dict:
 
 def open_review(browser, stack, run_id: str) -> list:
     browser.get(f"{stack.api.url}/review?run={run_id}")
+    sign_in_on_page(browser, stack)
     WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#grid li.item")
                                      or b.find_element(By.ID, "error").text)
     assert browser.find_element(By.ID, "error").text == ""

@@ -39,7 +39,7 @@ TRAIN_ARGS = ("--arch", "resnet18", "--pretrained", "false", "--epochs", "1", "-
               "--int8", "false")
 PHOTO_TRAIN_ARGS = ("--arch", "tf_efficientnet_lite0", "--weights", "efficientnet-lite0-package", "--epochs", "1",
                     "--freeze-epochs", "0", "--img-size", "224", "--bs", "32", "--parity-images", "8", "--top-k", "4",
-                    "--num-workers", "0", "--int8", "false")
+                    "--num-workers", "0", "--int8", "false", "--tta", "false")
 
 
 def training_data(root: Path, per_class: int = 12) -> Path:
@@ -142,3 +142,16 @@ def stack_with_model(model_dir: Path, cache_dir: Path, version: str = MODEL_VERS
     with LocalStack(extra_environment={"MODEL_CACHE_DIR": str(cache_dir)}) as stack:
         publish_model(model_dir, version)
         yield stack
+
+
+def unsure_model(model_dir: Path, dest: Path) -> Path:
+    """A copy of a model whose calibration no label ever reaches: every verdict is unknown (the review queue's
+    first reason), whatever the image."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PUBLISHED:
+        shutil.copy2(model_dir / name, dest / name)
+    calibration = json.loads((dest / "calibration.json").read_text())
+    for threshold in calibration["thresholds"].values():
+        threshold["threshold"] = 1.01
+    (dest / "calibration.json").write_text(json.dumps(calibration))
+    return dest

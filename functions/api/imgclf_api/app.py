@@ -16,19 +16,20 @@ from imgclf.log import get_logger, get_tracer
 
 from . import errors, openapi
 from .dependencies import SERVICES
-from .routes import classify, datasets, models, pages, predictions, training
+from .routes import classify, datasets, health, models, pages, predictions, review_queue, training
 from .services import Services, ServicesFromEnvironment
 
 logger = get_logger("api")
 tracer = get_tracer("api")
-ROUTERS = (pages.router, classify.router, predictions.router, datasets.router, training.router, models.router)
+ROUTERS = (pages.router, classify.router, predictions.router, datasets.router, training.router, models.router,
+           health.router, review_queue.router)
 
 
 class ApiResolver(APIGatewayRestResolver):
     """The REST resolver, with the services its routes get (dependencies.services) and API Gateway's greedy
     path variables: a rule listed in GREEDY ends in <name> and matches the rest of the path, as {name+} does."""
 
-    GREEDY = ("/predictions/<key>",)
+    GREEDY = ("/predictions/<key>", "/review-queue/<key>", "/review/review-queue/<key>")
 
     def __init__(self, services: Callable[[], Services]):
         super().__init__(enable_validation=True)

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import Depends, Request
 from imgclf import keys
 from imgclf.errors import NotFound
 
+from .identity import reviewer_identity
 from .services import Services
 
 # The key of the app's context under which it passes its services factory to every request (app.ApiResolver).
@@ -24,9 +25,9 @@ Collaborators = Annotated[Services, Depends(services)]
 
 
 def signer(request: Request) -> str | None:
-    """Who signed the request (IAM routes), for the registry's promoted_by and the datasets' audit trail."""
-    identity = request.resolved_event.request_context.identity
-    return identity.user_arn or identity.caller
+    """Who made the request, for the registry's promoted_by and the datasets' audit trail: the reviewer signed in
+    (routes under /review/: the Cognito claims API Gateway passes on), else the IAM caller."""
+    return reviewer_identity(request.resolved_event)
 
 
 Signer = Annotated[str | None, Depends(signer)]

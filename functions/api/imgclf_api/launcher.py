@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
 from imgclf import aws
-from imgclf.errors import ConfigError, NotFound
+from imgclf.errors import ConfigError, NotFound, TransientError
 from imgclf.settings import Settings
 
 log = logging.getLogger(__name__)
+# The source of the events the review puts on the default bus; the template's rules match it.
+EVENT_SOURCE = "imgclf.review"
+RETRAIN_REQUESTED = "Retrain Requested"
 
 
 class PipelineLauncher(Protocol):
@@ -30,6 +33,12 @@ class PipelineLauncher(Protocol):
     def start_pipeline(self, name: str, execution_input: dict[str, Any]) -> str:
         """Start one execution of the collect-train-promote state machine."""
 
+    def add_upload(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Add one labeled upload to a dataset with the collector (its add_upload action), and wait for the answer."""
+
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> str:
+        """Put one event of the review (source imgclf.review) on the default EventBridge bus."""
+
 
 @dataclass
 class AwsPipelineLauncher:
@@ -39,6 +48,7 @@ class AwsPipelineLauncher:
     state_machine_arn: str
     lambda_client: Any = None
     sfn_client: Any = None
+    events_client: Any = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AwsPipelineLauncher:
@@ -59,6 +69,27 @@ class AwsPipelineLauncher:
                                               input=json.dumps(execution_input))
         return response["executionArn"]
 
+    def add_upload(self, event: dict[str, Any]) -> dict[str, Any]:
+        client = self.lambda_client or aws.client("lambda")
+        with _starting("invoke the collector"):
+            response = client.invoke(FunctionName=self.collector_function, InvocationType="RequestResponse",
+                                     Payload=json.dumps(event).encode())
+        answer = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            message = answer.get("errorMessage", "") if isinstance(answer, dict) else str(answer)
+            raise TransientError(f"the collector could not add the upload: {message[:500]}")
+        return answer
+
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> str:
+        client = self.events_client or aws.client("events")
+        with aws.translated("put an event on the default bus"):
+            response = client.put_events(Entries=[{"Source": EVENT_SOURCE, "DetailType": detail_type,
+                                                   "Detail": json.dumps(detail)}])
+        entry = response["Entries"][0]
+        if response.get("FailedEntryCount") or "EventId" not in entry:
+            raise TransientError(f"EventBridge refused the event: {entry.get('ErrorMessage', entry)}")
+        return entry["EventId"]
+
 
 @dataclass
 class RecordingPipelineLauncher:
@@ -66,6 +97,7 @@ class RecordingPipelineLauncher:
 
     collected: list[dict[str, Any]] = field(default_factory=list)
     pipelines: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def collect(self, event: dict[str, Any]) -> str:
         self.collected.append(event)
@@ -77,6 +109,17 @@ class RecordingPipelineLauncher:
         self.pipelines.append((name, execution_input))
         log.warning("pipeline execution %s recorded, not run: nothing executes state machines here", name)
         return f"local:execution:{name}"
+
+    def add_upload(self, event: dict[str, Any]) -> dict[str, Any]:
+        # The answer is needed now, and the collector's code is installed beside this one here: run it in-process.
+        from imgclf_collector.handler import add_labeled_upload
+
+        return add_labeled_upload(event)
+
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> str:
+        self.events.append((detail_type, detail))
+        log.warning("event %s recorded, not delivered: no rules run here", detail_type)
+        return f"local-{uuid.uuid4()}"
 
 
 def launcher_for(settings: Settings) -> PipelineLauncher:

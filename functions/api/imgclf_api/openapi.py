@@ -12,6 +12,8 @@ from aws_lambda_powertools.event_handler.openapi.models import Server, Tag
 from .schemas import IMAGE_MEDIA_TYPES, ClassifyJsonRequest, ErrorResponse
 
 MANAGEMENT = [{"sigv4": []}]
+# The review page's routes under /review/: a reviewer's id token from the stack's Cognito pool.
+REVIEWER = [{"reviewer": []}]
 # No requirement ({}), or the usage plan's API key where the stack is deployed with RequireApiKey=true.
 PUBLIC = [{}, {"api_key": []}]
 # Pages a browser opens: never a key, since a browser sends none when it opens a page.
@@ -21,17 +23,21 @@ SECURITY_SCHEMES = {
               "description": "AWS Signature Version 4 (IAM) of the execute-api service"},
     "api_key": {"type": "apiKey", "name": "x-api-key", "in": "header",
                 "description": "Usage plan key, when the stack requires one on the public routes"},
+    "reviewer": {"type": "apiKey", "name": "Authorization", "in": "header",
+                 "description": "The id token (JWT) of a reviewer signed in to the stack's Cognito user pool"},
 }
 DESCRIPTION = (
     "Classify images with the active model, follow the predictions of images dropped into the bucket, "
-    "collect datasets, train and promote models. Management routes need SigV4 (IAM) signatures; "
-    "/classify and the page are public and throttled by a usage plan. Every error is "
+    "collect datasets, train and promote models. Management routes need SigV4 (IAM) signatures; the review "
+    "page's routes under /review/ take a reviewer's Cognito id token instead (the same handlers as their IAM "
+    "twins); /classify and the pages are public and throttled by a usage plan. Every error is "
     '{"error": {"code", "message"}}.'
 )
-TAGS = ("classify", "predictions", "datasets", "training", "models", "page")
+TAGS = ("classify", "predictions", "datasets", "training", "models", "review", "health", "page")
 
 _ERROR_TEXT = {
     400: "The request is malformed (invalid_json, invalid_base64, invalid_s3_uri, invalid_token, ...)",
+    401: "No valid id token of the reviewer pool in Authorization (UNAUTHORIZED, answered by API Gateway)",
     404: "Not found",
     409: "Conflicts with the current state",
     413: "The image is too large (image_too_large)",
@@ -63,9 +69,14 @@ def responses(status: int, model: type, description: str, *errors: int, **texts:
     """
     documented = {status: {"description": description, "content": {content_types.APPLICATION_JSON: {"model": model}}}}
     for code in sorted({*errors, 422, 500}):
-        documented[code] = {"description": texts.get(f"e{code}", _ERROR_TEXT[code]),
-                            "content": {content_types.APPLICATION_JSON: {"model": ErrorResponse}}}
+        documented[code] = error_response(code, texts.get(f"e{code}"))
     return documented
+
+
+def error_response(code: int, text: str | None = None) -> dict:
+    """One documented error answer: the error shape, with what the status means here."""
+    return {"description": text or _ERROR_TEXT[code],
+            "content": {content_types.APPLICATION_JSON: {"model": ErrorResponse}}}
 
 
 def document(app: APIGatewayRestResolver, *, version: str) -> dict[str, Any]:

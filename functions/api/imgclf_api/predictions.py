@@ -23,7 +23,8 @@ _TOKEN_KEYS = {BY_KEY: {"image", "bucket", "key"}, BY_TIME: {"image", "bucket", 
 # What the API shows of a record; sequencers and ETags are the classifier's bookkeeping.
 FIELDS = ("image", "bucket", "key", "size", "status", "label", "confidence", "probabilities", "verdict",
           "unknown_reason", "calibrated", "ood_score", "model_version", "precision", "uploaded_at", "processed_at",
-          "latency_ms", "reason", "message")
+          "latency_ms", "reason", "message", "margin", "sampled", "review_reason", "queued_at", "review", "human_label",
+          "reviewed_by", "reviewed_at")
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:

@@ -121,6 +121,15 @@ class Prediction(BaseModel):
     latency_ms: float | None = Field(None, description="The classifier's time for this image")
     reason: str | None = Field(None, description="Why a rejected image was rejected")
     message: str | None = None
+    margin: float | None = Field(None, description="The two best probabilities' difference")
+    sampled: bool | None = Field(None, description="In the random sample that estimates live accuracy")
+    review_reason: str | None = Field(None, description="Why it joined the review queue: unknown, low_margin or "
+                                                        "sample; absent when it never did")
+    queued_at: str | None = None
+    review: str | None = Field(None, description="labeled, none or skipped, once a person decided")
+    human_label: str | None = Field(None, description="The label a person gave it")
+    reviewed_by: str | None = None
+    reviewed_at: str | None = None
 
 
 class PredictionPage(BaseModel):
@@ -132,14 +141,27 @@ class PredictionPage(BaseModel):
 class Hyperparameters(Strict):
     """What a training run may change; anything left out takes the training job's default."""
 
-    arch: str | None = Field(None, pattern=r"^[a-z][a-z0-9_.-]{1,63}$", examples=["resnet18"])
+    arch: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9_.-]{1,63}$", examples=["tf_efficientnet_lite0"],
+        description="Backbone (default tf_efficientnet_lite0; lite1 and lite2 also train offline, others need "
+                    "weights baked into the image or a weights channel)")
     pretrained: bool | None = None
-    epochs: int | None = Field(None, ge=1, le=100)
+    recipe: str | None = Field(
+        None, pattern=r"^(imgclf|classic)$",
+        description="imgclf (default, docs/training.md) or classic (the original exercise's fastai recipe)")
+    epochs: int | None = Field(None, ge=1, le=100,
+                               description="Unfrozen epochs, all of them; left out, early stopping picks")
+    max_epochs: int | None = Field(None, ge=1, le=100, description="Early stopping's upper bound (8)")
+    patience: int | None = Field(None, ge=1, le=20, description="Epochs without a better validation loss (2)")
     freeze_epochs: int | None = Field(None, ge=0, le=20)
     lr: float | None = Field(None, gt=0, lt=1)
     bs: int | None = Field(None, ge=1, le=1024)
     img_size: int | None = Field(None, ge=32, le=1024)
     min_scale: float | None = Field(None, gt=0, le=1)
+    presize: int | None = Field(None, ge=0, le=2048, description="Item resize before batch augmentation (0: off)")
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
+    keep_best: bool | None = Field(None, description="Keep the epoch with the lowest validation loss")
+    tta: bool | None = Field(None, description="Also report the test-time-augmented validation error")
     valid_pct: float | None = Field(None, gt=0, lt=1)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     threshold_mode: str | None = Field(
@@ -387,6 +409,125 @@ class DatasetEditsResponse(BaseModel):
     results: list[EditResult] = Field(description="One per edit, in the request's order")
 
 
+# ---------------------------------------------------------------- review queue of uploads
+ReviewReason = Literal["unknown", "low_margin", "sample"]
+
+
+class ReviewedPrediction(BaseModel):
+    """What the model had answered when a person decided (later reclassifications leave it as it was)."""
+
+    label: str | None = None
+    verdict: str | None = None
+    confidence: float | None = None
+    model_version: str | None = None
+    unknown_reason: str | None = None
+
+
+class QueuedUpload(BaseModel):
+    """An upload waiting in the review queue: the model's answer and why a person should look at it."""
+
+    image: str = Field(description="s3:// URI of the upload")
+    key: str = Field(description="Its key, e.g. uploads/cat.jpg: what POST /review-queue/{key+} takes")
+    label: str | None = Field(None, description="The model's top class (also when the verdict is unknown)")
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    verdict: str | None = Field(None, description="label or unknown")
+    unknown_reason: str | None = None
+    ood_score: float | None = None
+    model_version: str | None = None
+    margin: float | None = Field(None, description="The two best probabilities' difference")
+    sampled: bool | None = Field(None, description="In the random sample that estimates live accuracy")
+    review_reason: ReviewReason | None = Field(
+        None, description="Why it is queued: unknown (the verdict), low_margin (under the stack's REVIEW_MARGIN) or "
+                          "sample (drawn at random; the first of the three that applies)")
+    queued_at: str | None = None
+    uploaded_at: str | None = None
+    processed_at: str | None = None
+    thumbnail_url: str | None = Field(None, description="Presigned GET URL of the upload")
+
+
+class ReviewQueuePage(BaseModel):
+    items: list[QueuedUpload] = Field(description="Oldest first")
+    next: str | None = Field(None, description="Pass as ?next= for the following page; absent on the last page")
+
+
+class ReviewRequest(Strict):
+    """A person's answer about one upload."""
+
+    action: Literal["label", "none", "skip"] = Field(
+        description="label: the upload shows `label` (any label, a new one too); none: none of the labels (kept as a "
+                    "negative example); skip: not sure, leave it to someone else")
+    label: Label | None = Field(None, description="The right label (label only)")
+    dataset: DatasetName | None = Field(None, description="The dataset the upload joins; default: the active "
+                                                          "model's")
+    by: str | None = Field(None, min_length=1, max_length=200,
+                           description="Who decides; defaults to the caller's identity (reviewer or IAM)")
+
+    @model_validator(mode="after")
+    def _label_fits_the_action(self) -> ReviewRequest:
+        if self.action == "label" and not self.label:
+            raise ValueError("label needs the label")
+        if self.action != "label" and self.label is not None:
+            raise ValueError(f"label is only for the label action, not {self.action}")
+        return self
+
+
+class IngestOutcome(BaseModel):
+    """What the dataset made of the upload (the collector's checks and de-duplication)."""
+
+    status: Literal["added", "duplicate", "ambiguous", "rejected"] = Field(
+        description="added: a new image of the dataset (or a new negative example); duplicate: the dataset had it "
+                    "under that label already; ambiguous: the same (or a near-duplicate) picture is there under "
+                    "another label, so training leaves both out; rejected: not a usable image")
+    dataset: str
+    label: str | None = Field(None, description="null for a negative example")
+    sha256: str | None = None
+    key: str | None = Field(None, description="Where the image is in the dataset")
+    message: str = ""
+    reason: str | None = Field(None, description="Why it was rejected")
+
+
+class RetrainStatus(BaseModel):
+    dataset: str
+    labels_since_run: int = Field(description="Labeled uploads added to the dataset since its last training run")
+    retrain_after: int = Field(description="The stack's RetrainAfterLabels (0: never on its own)")
+    requested: bool = Field(False, description="This label reached the threshold and asked for a retraining (an "
+                                               "EventBridge event that starts the training pipeline)")
+    error: str | None = Field(None, description="Why the request could not be sent; the next label tries again")
+
+
+class ReviewResult(BaseModel):
+    image: str
+    key: str
+    review: Literal["labeled", "none", "skipped"]
+    human_label: str | None = None
+    reviewed_by: str
+    reviewed_at: str
+    review_reason: ReviewReason | None = None
+    sampled: bool | None = None
+    reviewed_prediction: ReviewedPrediction | None = None
+    ingest: IngestOutcome | None = Field(None, description="The copy into the dataset (label and none)")
+    retrain: RetrainStatus | None = Field(None, description="The dataset's count towards its next training run "
+                                                            "(label only)")
+
+
+class LiveAccuracyEstimate(BaseModel):
+    model_version: str = Field(description="The version that answered the sampled uploads")
+    n: int = Field(description="Sampled uploads a person labeled (or marked none of these)")
+    correct: int = Field(description="Of them, answered right: the person's label, or unknown for none of these")
+    abstained: int = Field(description="Of them, answered unknown")
+    accuracy: float
+    low: float = Field(description="Lower end of the Wilson score interval")
+    high: float = Field(description="Upper end of the Wilson score interval")
+    confidence: float = Field(description="The interval's confidence level")
+
+
+class LiveAccuracy(BaseModel):
+    active_version: str | None = None
+    sample_rate: float = Field(description="The stack's REVIEW_SAMPLE_RATE")
+    estimates: list[LiveAccuracyEstimate] = Field(description="Per model version, newest first")
+
+
 # ---------------------------------------------------------------- models
 class ModelVersion(BaseModel):
     version: str
@@ -420,3 +561,28 @@ class ActiveModelInfo(BaseModel):
     promoted_at: str | None = None
     promoted_by: str | None = None
     classes: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- model health
+class LatencyPercentiles(BaseModel):
+    p50: float | None = Field(None, description="Median classifier latency of the window's images, ms")
+    p95: float | None = Field(None, description="95th percentile, ms")
+
+
+class ModelHealth(BaseModel):
+    """The numbers of the review page's model-health panel (and of the CloudWatch dashboard) over a window."""
+
+    window_hours: int
+    since: str = Field(description="Start of the window (ISO 8601, UTC)")
+    truncated: bool = Field(description="More images than one panel reads: the numbers are those of the newest")
+    uploads: int = Field(description="Images classified or rejected in the window")
+    uploads_per_hour: float | None = None
+    classified: int
+    unknown: int = Field(description="Classified images whose verdict was unknown")
+    unknown_rate: float | None = Field(None, description="unknown / classified")
+    rejected: int = Field(description="Images refused (not an image, too large, ...): the errors clients see")
+    latency_ms: LatencyPercentiles
+    review_queue_depth: int | None = Field(None, description="Uploads waiting for a reviewer's label")
+    live_accuracy: LiveAccuracyEstimate | None = Field(
+        None, description="Accuracy of the active model (else the newest version) on randomly sampled uploads people "
+                          "labeled, with its confidence interval")

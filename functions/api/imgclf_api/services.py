@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from imgclf import aws
@@ -13,6 +14,7 @@ from imgclf.settings import Settings, get_settings
 
 from .classify import ImageLimits, Uploads
 from .launcher import PipelineLauncher, launcher_for
+from .sign_in import SignIn, sign_in_from
 
 
 @dataclass
@@ -46,6 +48,12 @@ class Services:
     def decisions(self) -> Decisions | None:
         """The review's decisions, where the stack has the table."""
         return Decisions(self.settings.decisions_table) if self.settings.decisions_table else None
+
+    @cached_property
+    def sign_in(self) -> SignIn | None:
+        """How the review page signs reviewers in, read once it is read without error (None where the stack has
+        no reviewer pool)."""
+        return sign_in_from(self.settings)
 
     @property
     def upload_signer(self) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -13,7 +14,9 @@ from imgclf import aws
 from imgclf.errors import NoActiveModel, TransientError
 from imgclf.events import is_sqs_event
 from imgclf.inference import Classifier
+from imgclf.inference.calibration import UNKNOWN
 from imgclf.log import get_logger, get_metrics, get_tracer
+from imgclf.review import ReviewQueue
 from imgclf.settings import Settings, get_settings
 
 from .records import PredictionTable
@@ -31,6 +34,7 @@ from .service import (
 
 SERVICE = "classifier"
 BATCH_SIZE = 10  # the SQS trigger's BatchSize: one thread per image of a batch
+QUEUE_PAGE = 50  # review-queue uploads per reclassify_queue invocation, well inside the function's timeout
 
 logger = get_logger(SERVICE)
 metrics = get_metrics(SERVICE)
@@ -58,7 +62,10 @@ def collaborators() -> Collaborators:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    """Classify the batch; report the SQS messages to deliver again."""
+    """Classify the batch; report the SQS messages to deliver again. Or, with action reclassify_queue (the
+    pipeline, after a promotion), classify a page of the review queue's uploads again."""
+    if event.get("action") == "reclassify_queue":
+        return reclassify_queue(event, collaborators())
     logger.set_correlation_id(_correlation_id(event))
     result = process_event(event, collaborators())
     _report(result)
@@ -73,6 +80,27 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return {"batchItemFailures": [{"itemIdentifier": i} for i in result.failed_message_ids]}
 
 
+def reclassify_queue(event: dict, deps: Collaborators) -> dict:
+    """Classify one page of the review queue again with the active model, as a reclassification batch does (so a
+    person's decision is carried over and never queued again); where the next page starts."""
+    deps.classifier.store.refresh()  # the version just promoted, not the one this environment checked last
+    start = json.loads(event["after"]) if event.get("after") else None
+    items, last = ReviewQueue(deps.settings.predictions_table).pending(QUEUE_PAGE, start)
+    counts = {status: 0 for status in (CLASSIFIED, REJECTED, DUPLICATE, STALE)}
+    for first in range(0, len(items), BATCH_SIZE):
+        batch = items[first:first + BATCH_SIZE]
+        result = process_event({"BatchInput": {"bucket": deps.settings.data_bucket}, "Items": [
+            {"Key": item["key"], "Size": item.get("size"), "Etag": item.get("etag"),
+             "LastModified": item.get("uploaded_at") or ""} for item in batch]}, deps)
+        _report(result)
+        if result.count(FAILED):
+            raise TransientError(f"{result.count(FAILED)} queued image(s) failed and will be retried")
+        for status in counts:
+            counts[status] += result.count(status)
+    logger.info("review queue page reclassified", extra={"version": event.get("version"), **counts})
+    return {"count": len(items), **counts, "more": bool(last), "next": json.dumps(last) if last else ""}
+
+
 def _report(result: BatchResult) -> None:
     """One log line per image and the invocation's metrics."""
     for outcome in result.outcomes:
@@ -85,6 +113,10 @@ def _report(result: BatchResult) -> None:
             metrics.add_metric(name="latency", unit=MetricUnit.Milliseconds, value=outcome.latency_ms)
     for name, status in (("classified", CLASSIFIED), ("rejected", REJECTED), ("failed", FAILED)):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=result.count(status))
+    # unknown / classified is the dashboard's unknown rate.
+    unknown = sum(o.status == CLASSIFIED and o.prediction is not None and o.prediction.verdict == UNKNOWN
+                  for o in result.outcomes)
+    metrics.add_metric(name="unknown", unit=MetricUnit.Count, value=unknown)
     skipped = result.count(DUPLICATE) + result.count(STALE)
     metrics.add_metric(name="skipped", unit=MetricUnit.Count, value=skipped)
     metrics.add_metric(name="bad_messages", unit=MetricUnit.Count, value=len(result.bad_messages))

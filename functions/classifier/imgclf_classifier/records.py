@@ -14,6 +14,7 @@ from typing import Any
 
 from imgclf import aws, ddb
 from imgclf.errors import AlreadyProcessed, TransientError
+from imgclf.review import review_guard
 
 CLASSIFIED, REJECTED = "classified", "rejected"
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem request
@@ -94,15 +95,24 @@ class PredictionTable:
                 raise TransientError(f"batch get {self.table_name}: keys left unprocessed")
         return found
 
-    def put_if_newer(self, record: dict[str, Any]) -> bool:
-        """Write a record unless the table holds a newer event's or this same result; False when skipped."""
-        values = {":mv": record.get("model_version", "")}
+    def put_if_newer(self, record: dict[str, Any], stored: dict[str, Any] | None = None) -> bool:
+        """Write a record unless the table holds a newer event's or this same result; False when skipped.
+
+        With stored (the record as read before this one was made), also only while nobody decided the image's
+        review, or began to, since that read (imgclf.review.review_guard): record carries what it had.
+        """
+        values: dict[str, Any] = {":mv": record.get("model_version", "")}
         if record.get("sequencer"):
             condition, values[":seq"] = _ORDERED, record["sequencer"]
             names = {k: v for k, v in _NAMES.items() if k != "#etag"}
         else:
             condition, values[":etag"] = _UNORDERED, record.get("etag", "")
             names = {k: v for k, v in _NAMES.items() if k != "#image"}
+        if stored:
+            guard, guard_names, guard_values = review_guard(stored)
+            condition = f"({condition}) AND {guard}"
+            names.update(guard_names)
+            values.update(guard_values)
         try:
             ddb.put_item(self.table_name, record, ConditionExpression=condition,
                          ExpressionAttributeNames=names, ExpressionAttributeValues=values)

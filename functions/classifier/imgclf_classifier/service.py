@@ -20,6 +20,7 @@ from imgclf.errors import ImageRejected, NoActiveModel, NotFound
 from imgclf.events import BadEvent, ObjectRef, is_sqs_event, s3_records, sqs_body
 from imgclf.inference import Classifier, LoadedModel, Prediction
 from imgclf.inference.storage import read_object
+from imgclf.review import review_fields
 from imgclf.settings import Settings
 
 from .records import CLASSIFIED, REJECTED, PredictionTable, Version, normalise_sequencer
@@ -55,6 +56,7 @@ class Outcome:
     prepared: Any = None
     started: float = 0.0
     latency_ms: float | None = None
+    stored: dict | None = None  # the image's record as read before classifying it (None: none, or not read)
 
 
 @dataclass
@@ -180,6 +182,8 @@ def _classify(jobs: list[Job], deps: Collaborators) -> list[Outcome]:
         return [Outcome(job, FAILED, reason=getattr(exc, "code", "internal_error")) for job in jobs]
     outcomes = list(deps.pool.map(lambda job: _prepare(job, model, stored.get(job.ref.uri), started, deps),
                                   jobs))
+    for outcome in outcomes:
+        outcome.stored = stored.get(outcome.job.ref.uri)
     ready = [o for o in outcomes if o.status == READY]
     if ready:
         _infer(ready, model, deps)
@@ -246,14 +250,18 @@ def _write(outcomes: list[Outcome], deps: Collaborators) -> None:
 def _put(outcome: Outcome, processed_at: str, deps: Collaborators) -> bool | None:
     """Write one record; None when the write failed and the job must be retried."""
     try:
-        return deps.table.put_if_newer(record_for(outcome, processed_at))
+        record = record_for(outcome, processed_at, deps.settings)
+        if outcome.stored:
+            return deps.table.put_if_newer(record, outcome.stored)
+        return deps.table.put_if_newer(record)
     except Exception as exc:
         _log_failure(deps, outcome.job, exc)
         return None
 
 
-def record_for(outcome: Outcome, processed_at: str) -> dict[str, Any]:
-    """The DynamoDB item of a classified or rejected image; None values are left out."""
+def record_for(outcome: Outcome, processed_at: str, settings: Settings | None = None) -> dict[str, Any]:
+    """The DynamoDB item of a classified or rejected image, with its place in the review queue where settings
+    are given (imgclf.review.review_fields); None values are left out."""
     ref = outcome.job.ref
     item: dict[str, Any] = {
         "image": ref.uri,
@@ -276,6 +284,9 @@ def record_for(outcome: Outcome, processed_at: str) -> dict[str, Any]:
                     unknown_reason=prediction.unknown_reason, calibrated=prediction.calibrated,
                     ood_score=prediction.ood_score,
                     model_version=prediction.model_version, precision=prediction.precision)
+        if settings is not None:
+            item.update(review_fields(item, outcome.stored, margin_limit=settings.review_margin,
+                                      sample_rate=settings.review_sample_rate, now=processed_at))
     else:
         item.update(reason=outcome.reason, message=outcome.message[:1000])
     return item

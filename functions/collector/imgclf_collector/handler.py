@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from imgclf import aws, keys
+from imgclf.clock import now_iso
 from imgclf.datasets import new_collection_run
 from imgclf.log import get_logger
 from imgclf.settings import get_settings
 
 from .download import Downloader
+from .ingest import add_upload
 from .pipeline import CollectConfig, collect_label, download_policy
 from .sources import SOURCES, make_source
 
@@ -57,9 +59,28 @@ class CollectRequest:
         )
 
 
+def add_labeled_upload(event: dict) -> dict:
+    """The review's `add_upload` action: one labeled upload (or a "none of these") joins a dataset."""
+    settings = get_settings()
+    settings.require("data_bucket")
+    upload_key = str(event.get("upload_key", ""))
+    if not upload_key.startswith(settings.upload_prefix) or not keys.is_image_key(upload_key):
+        raise ValueError(f"upload_key must be an image under {settings.upload_prefix}, not {upload_key[:200]!r}")
+    label = event.get("label")
+    return add_upload(aws.client("s3"), settings.data_bucket, dataset=str(event.get("dataset", "")),
+                      upload_key=upload_key, label=str(label) if label is not None else None,
+                      by=str(event.get("by") or "unknown"), at=str(event.get("at") or now_iso()),
+                      config=CollectConfig.from_settings(settings))
+
+
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context) -> dict:
-    """Collect the event's label and return the summary the Map gathers for the training step."""
+    """Collect the event's label and return the summary the Map gathers for the training step; or, with
+    action add_upload, add one labeled upload to a dataset (the review queue's labeling)."""
+    if isinstance(event, dict) and event.get("action") == "add_upload":
+        result = add_labeled_upload(event)
+        logger.info("upload added", extra={k: result.get(k) for k in ("dataset", "label", "status", "sha256")})
+        return result
     settings = get_settings()
     settings.require("data_bucket")
     request = CollectRequest.from_event(event)

@@ -89,10 +89,13 @@ _MISSING = frozenset({
     "ParameterNotFound", "ParameterVersionNotFound",  # SSM Parameter Store
     "ExecutionDoesNotExist", "StateMachineDoesNotExist", "ActivityDoesNotExist",  # Step Functions
     "ResourceNotFound",  # SageMaker, Step Functions
+    "UserNotFoundException",  # Cognito user pools
 })
 _S3_CONDITION = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})  # If-Match / If-None-Match lost
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "403"})
 _ALREADY_EXISTS = frozenset({"ExecutionAlreadyExists"})  # Step Functions: the execution name is taken
+_USER_EXISTS = frozenset({"UsernameExistsException", "AliasExistsException"})  # Cognito user pools
+_REFUSED_INPUT = frozenset({"InvalidPasswordException"})  # Cognito: the pool's password policy
 # What botocore's standard retry mode treats as throttling or transient, plus the 5xx codes of the services used.
 _TRANSIENT = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
@@ -151,6 +154,10 @@ def _project_error(exc: ClientError, what: str) -> Exception | None:
         return AccessDenied(f"{what}: this role may not call {exc.operation_name} ({detail})")
     if code in _ALREADY_EXISTS:
         return Conflict(f"{what}: an execution with this name already exists")
+    if code in _USER_EXISTS:
+        return Conflict(f"{what}: the account exists already")
+    if code in _REFUSED_INPUT:
+        return ConfigError(f"{what}: {error.get('Message') or code}")
     if code in _TRANSIENT or status == 429 or status >= 500:
         return TransientError(f"{what}: {code or status}")
     return None

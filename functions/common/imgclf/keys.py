@@ -32,6 +32,20 @@ def dataset_image_key(dataset: str, label: str, sha256: str, root: str = "datase
     return f"{dataset_prefix(dataset, root)}{label}/{label}-{sha256[:12]}.jpg"
 
 
+# "None of these" answers of the review: kept beside the labels, in a folder no label can name (a label never starts
+# with '.') and the training job skips (hidden folders), with their own log instead of manifest records.
+NEGATIVES_FOLDER = ".negatives"
+
+
+def negative_image_key(dataset: str, sha256: str, root: str = "datasets/") -> str:
+    """Where an upload a person marked "none of these" is kept as a negative example."""
+    return f"{dataset_prefix(dataset, root)}{NEGATIVES_FOLDER}/negative-{sha256[:12]}.jpg"
+
+
+def negatives_log_key(dataset: str, root: str = "datasets/") -> str:
+    return f"{dataset_prefix(dataset, root)}{NEGATIVES_FOLDER}/negatives.jsonl"
+
+
 def manifest_key(dataset: str, root: str = "datasets/") -> str:
     return f"{dataset_prefix(dataset, root)}manifest.jsonl"
 

@@ -5,7 +5,7 @@ cleaning loop appends edit records, and the training job replays them all:
 
     image      {"sha256", "label", "key", "source", "query", "url", "width", "height", "bytes", "format",
                 "original": {"format", "width", "height", "bytes"}, "collected_at", "run",
-                "phash", "phash_mirror", "near_duplicate_of"}
+                "phash", "phash_mirror", "near_duplicate_of", "upload_key", "labeled_by", "labeled_at"}
     ambiguous  {"sha256", "ambiguous": true, "labels": [...], "collected_at", "run"}
     edit       {"edit": "delete" | "relabel" | "keep", "sha256", "key", "label", "by", "at", "reason",
                 "to_label", "to_key"}   (to_label, and to_key where the object moved: relabel only)
@@ -14,6 +14,9 @@ An image is known by its sha256. `phash` and `phash_mirror` are the 64-bit perce
 of its mirror image (16 hex digits; imgclf.neardup is the rule), and `near_duplicate_of` the sha256 of the
 earliest image of the near-duplicate group it joined: the groups are the connected components of those pointers
 (DatasetState.near_duplicate_groups). Images collected before have none of the three.
+
+An image a person labeled from the review queue of uploads has `source` "upload", `url` the upload's s3:// URI,
+`upload_key` its key under uploads/, `labeled_by` who labeled it and `labeled_at` when (imgclf.review).
 
 Readers ignore fields they do not know; a line that is no record of this schema is skipped and counted, never
 fatal. Standard library only, and no other imgclf import: the training image carries this file without the
@@ -76,6 +79,9 @@ class ImageRecord:
     phash: str | None = None
     phash_mirror: str | None = None
     near_duplicate_of: str | None = None
+    upload_key: str | None = None
+    labeled_by: str | None = None
+    labeled_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
@@ -183,7 +189,8 @@ def from_dict(obj: Any) -> Record:
         return ImageRecord(
             sha256=sha256,
             label=_get(obj, "label", str, required=True),
-            **{name: _get(obj, name, str) for name in ("key", "source", "query", "url", "format")},
+            **{name: _get(obj, name, str) for name in ("key", "source", "query", "url", "format", "upload_key",
+                                                       "labeled_by", "labeled_at")},
             **{name: _get(obj, name, int) for name in ("width", "height", "bytes")},
             original=_get(obj, "original", dict),
             collected_at=_get(obj, "collected_at", str),

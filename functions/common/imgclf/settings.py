@@ -58,12 +58,22 @@ class Settings:
     training_max_runtime_s: int = 4 * 3600
     training_backend: str = "sagemaker"
     search_key_parameter: str = ""
+    # The SSM parameter naming the reviewer pool, its page client and hosted sign-in (JSON).
+    sign_in_parameter: str = ""
     bing_endpoint: str = "https://api.bing.microsoft.com"
     collector_workers: int = 32
     download_timeout_s: int = 10
     download_deadline_s: int = 30
     download_retries: int = 2
     jpeg_quality: int = 90
+    # The review queue of uploads (imgclf.review): a margin between the two best probabilities under review_margin,
+    # and a review_sample_rate share of all classified uploads, drawn per image, join the unknown verdicts there.
+    review_margin: float = 0.2
+    review_sample_rate: float = 0.05
+    # Labeled uploads that join a dataset before its retraining starts on its own (0: never).
+    retrain_after_labels: int = 50
+    # How much worse a candidate that knows other labels may be on the labels both know (imgclf.registry).
+    promotion_tolerance: float = 0.02
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -79,6 +89,8 @@ class Settings:
                     values[field.name] = _bool(raw)
                 elif field.type == "int":
                     values[field.name] = int(raw)
+                elif field.type == "float":
+                    values[field.name] = float(raw)
                 elif field.name.endswith("_prefix"):
                     values[field.name] = _prefix(raw)
                 else:
@@ -90,6 +102,8 @@ class Settings:
             raise ConfigError(f"MODEL_BACKEND must be onnx or fastai, not {settings.model_backend!r}")
         if settings.model_precision not in {"auto", "fp32", "int8"}:
             raise ConfigError(f"MODEL_PRECISION must be auto, fp32 or int8, not {settings.model_precision!r}")
+        if not (0 <= settings.review_margin <= 1 and 0 <= settings.review_sample_rate <= 1):
+            raise ConfigError("REVIEW_MARGIN and REVIEW_SAMPLE_RATE must be between 0 and 1")
         if settings.model_precision == "int8" and settings.model_backend != "onnx":
             raise ConfigError("MODEL_PRECISION=int8 needs the onnx backend; fastai runs export.pkl in fp32")
         return settings

@@ -9,6 +9,7 @@ from imgclf.clock import now_iso
 from imgclf.datasets import Dataset
 from imgclf.errors import AlreadyProcessed, Conflict
 from imgclf.log import get_logger
+from imgclf.review import LabelCounter
 from imgclf.runs import IN_PROGRESS, PENDING, Runs, new_run_id, start_run
 from imgclf.settings import Settings, get_settings
 
@@ -57,6 +58,8 @@ def prepare_run(settings: Settings, runs: Runs, dataset: str, hyperparameters: d
         if runs.get(run_id).get("status") != PENDING:
             raise Conflict(f"training run {run_id} exists and is past {PENDING}") from None
         runs.update(run_id, **fields)
+    # The run trains on every upload labeled so far: the count towards the next retraining starts again.
+    LabelCounter(runs.table_name).reset(dataset, run_id)
     logger.info("prepared run", extra={"run_id": run_id, "dataset": dataset, "dataset_version": version})
     return {"run_id": run_id, "dataset": dataset, "dataset_version": version, "request": request}
 

@@ -57,6 +57,7 @@ DECLARED_PARAMETERS = set(load_template().get("Parameters", {}))
 MODELLED = {
     "AWS::ApiGateway::Deployment": "deploys the imported API, which needs a method with an integration",
     "AWS::ApiGateway::RestApi": "with the routes and Lambda integrations of SAM's OpenAPI body",
+    "AWS::CloudWatch::Dashboard": "name and body",
     "AWS::DynamoDB::Table": "name, key schema, attributes, indexes, billing mode",
     "AWS::ECR::Repository": "name and tag mutability; moto keeps scanning and encryption in CloudFormation's "
                             "casing, so they do not read back",
@@ -70,6 +71,7 @@ MODELLED = {
     "AWS::Logs::LogGroup": "name and retention",
     "AWS::S3::Bucket": "name and encryption; versioning, lifecycle, logging and notifications are not applied",
     "AWS::SNS::Topic": "name and KMS key",
+    "AWS::SSM::Parameter": "name, type and value (the review page's sign-in settings)",
     "AWS::SQS::Queue": "name, timeouts and redrive policy",
     "AWS::StepFunctions::StateMachine": "name, role, definition; DefinitionSubstitutions ignored, checked here",
 }
@@ -88,6 +90,10 @@ UNMODELLED = {
     "AWS::CloudFormation::WaitConditionHandle": "moto skips it by design; it only orders the API after the "
                                                 "account setting, checked statically",
     "AWS::CloudWatch::Alarm": "no moto model; its references are checked statically, metrics by cfn-lint",
+    "AWS::Cognito::UserPool": "no moto model; the local stack creates the pool from the template's properties "
+                              "on moto's Cognito API (infra/imgclf_local/cognito.py), whose tests sign in",
+    "AWS::Cognito::UserPoolClient": "no moto model; created by the local stack from the template, as the pool",
+    "AWS::Cognito::UserPoolDomain": "no moto model; created by the local stack from the template, as the pool",
     "AWS::S3::BucketPolicy": "no moto model; policies are checked by checkov, references statically",
     "AWS::SNS::Subscription": "no moto model; present only with AlarmEmail, checked on the deployed set",
     "AWS::SNS::TopicPolicy": "no moto model; policies are checked by checkov, references statically",
@@ -306,6 +312,7 @@ def _exists(kind: str, physical_id: str) -> bool:
         "AWS::IAM::Role": lambda: boto3.client("iam").get_role(RoleName=physical_id),
         "AWS::ECR::Repository": lambda: boto3.client("ecr").describe_repositories(repositoryNames=[physical_id]),
         "AWS::SNS::Topic": lambda: boto3.client("sns").get_topic_attributes(TopicArn=physical_id),
+        "AWS::SSM::Parameter": lambda: boto3.client("ssm").get_parameter(Name=physical_id),
     }
     if kind == "AWS::Logs::LogGroup":
         groups = boto3.client("logs").describe_log_groups(logGroupNamePrefix=physical_id)["logGroups"]
@@ -433,10 +440,18 @@ def test_stack_completes_and_every_output_resolves_to_a_resource_of_the_expected
         "PipelineArn": r"arn:aws:states:{region}:{account}:stateMachine:imgclf-{stage}-pipeline",
         "ReclassifyArn": r"arn:aws:states:{region}:{account}:stateMachine:imgclf-{stage}-reclassify",
         "TrainingImageRepositoryUri": r"{account}\.dkr\.ecr\.{region}\.amazonaws\.com/imgclf-{stage}-training",
+        "CollectorFunctionName": r"imgclf-{stage}-collector",
+        "ReviewSignInParameter": r"/imgclf/{stage}/review-sign-in",
+        "DashboardUrl": r"https://{region}\.console\.amazonaws\.com/cloudwatch/home\?region={region}"
+                        r"#dashboards:name=imgclf-{stage}-model-health",
     }
     conditions = rehearsal.conditions
+    resources = rehearsal.template["Resources"]
+    # An output naming a resource moto skips (UNMODELLED) has nothing to resolve to here.
     declared = {k for k, o in rehearsal.template["Outputs"].items()
-                if "Condition" not in o or conditions[o["Condition"]]}
+                if ("Condition" not in o or conditions[o["Condition"]])
+                and resources.get(o["Value"].get("Ref") if isinstance(o["Value"], dict) else None, {}).get("Type")
+                not in UNMODELLED}
 
     # WHEN its outputs are read
     outputs = rehearsal.outputs

@@ -1,4 +1,5 @@
-"""The pipeline's Step Functions definition, run on the local stack: collect per label, train, record, promote."""
+"""The pipeline's Step Functions definition, run on the local stack: collect per label, train, record, promote,
+reclassify the review queue."""
 
 from __future__ import annotations
 
@@ -40,10 +41,11 @@ def test_the_pipeline_collects_trains_and_promotes(local_stack):
     machine = local_stack.state_machine("TrainingPipeline")
     output = machine.execute(_input(uri, "shapes", ["circle", "square"]))
 
-    # THEN each label was collected, the run completed, and its model is active
+    # THEN each label was collected, the run completed, its model is active and answered the review queue again
     visited = [h["state"] for h in machine.history]
     assert visited.count("CollectLabel") == 2
-    assert visited[-2:] == ["Promoted?", "Done"]
+    assert visited[-5:] == ["Promoted?", "StartReclassifyingQueue", "ReclassifyQueue", "MoreToReclassify?", "Done"]
+    assert output["reclassified"] == {"next": "", "more": False, "count": 0}
     settings = get_settings()
     run = Runs(settings.runs_table).get(output["version"])
     assert run["status"] == "Completed"

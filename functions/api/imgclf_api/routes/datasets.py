@@ -14,6 +14,7 @@ from imgclf.runs import new_run_id, pipeline_input
 from .. import datasets, openapi, training
 from .. import edits as dataset_edits
 from ..dependencies import Collaborators, Signer, existing_name
+from ..reviewers import Paired
 from ..schemas import (
     MAX_EDITS,
     DatasetEditsRequest,
@@ -24,6 +25,8 @@ from ..schemas import (
 )
 
 router = APIGatewayRouter()
+# The review page's routes: also under /review/ for signed-in reviewers (see reviewers.Paired).
+paired = Paired(router)
 
 
 @router.post("/datasets", summary="Start collecting a dataset (and optionally train on it)", tags=["datasets"],
@@ -48,14 +51,14 @@ def create_dataset(request: Annotated[DatasetRequest, Body()], s: Collaborators)
                           started=[item["execution"]], run_id=run_id)
 
 
-@router.get("/datasets/<name>", summary="Images per label and the latest collection report", tags=["datasets"],
+@paired.get("/datasets/<name>", summary="Images per label and the latest collection report", tags=["datasets"],
             responses=openapi.responses(200, DatasetSummary, "The dataset", 404))
 def get_dataset(name: Annotated[str, Path()], s: Collaborators) -> DatasetSummary:
     return DatasetSummary(**datasets.dataset_summary(s.s3, s.settings.data_bucket, existing_name("dataset", name),
                                                      s.settings.dataset_prefix))
 
 
-@router.post("/datasets/<name>/edits",
+@paired.post("/datasets/<name>/edits",
              summary="Delete, relabel or keep images of a dataset: the review's decisions",
              description=f"At most {MAX_EDITS} edits per request, applied in order; each has its own "
                          "result, so an image deleted or moved already fails alone (not_found). Every applied edit "

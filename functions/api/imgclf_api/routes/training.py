@@ -14,10 +14,13 @@ from imgclf.runs import Runs, new_run_id, pipeline_input
 
 from .. import audit, openapi, training
 from ..dependencies import Collaborators, existing_name
+from ..reviewers import Paired
 from ..schemas import AuditKind, TrainingRun, TrainingRunAudit, TrainingRunRequest, TrainingRunReview
 from ..services import Services
 
 router = APIGatewayRouter()
+# The review page's routes: also under /review/ for signed-in reviewers (see reviewers.Paired).
+paired = Paired(router)
 
 
 @router.post("/training-runs", summary="Train a model on a collected dataset", tags=["training"], status_code=202,
@@ -34,13 +37,13 @@ def create_training_run(request: Annotated[TrainingRunRequest, Body()], s: Colla
     return _training_run(s, item)
 
 
-@router.get("/training-runs/<id>", summary="A run's status, metrics and report links", tags=["training"],
+@paired.get("/training-runs/<id>", summary="A run's status, metrics and report links", tags=["training"],
             responses=openapi.responses(200, TrainingRun, "The run", 404))
 def get_training_run(run_id: Annotated[str, Path(alias="id")], s: Collaborators) -> TrainingRun:
     return _training_run(s, Runs(s.settings.runs_table).get(existing_name("run", run_id)))
 
 
-@router.get("/training-runs/<id>/review", summary="The validation images the model got wrong or was unsure of",
+@paired.get("/training-runs/<id>/review", summary="The validation images the model got wrong or was unsure of",
             tags=["training"], responses=openapi.responses(200, TrainingRunReview, "The review list", 404))
 def review_training_run(run_id: Annotated[str, Path(alias="id")], s: Collaborators) -> TrainingRunReview:
     run = Runs(s.settings.runs_table).get(existing_name("run", run_id))
@@ -49,7 +52,7 @@ def review_training_run(run_id: Annotated[str, Path(alias="id")], s: Collaborato
     return TrainingRunReview(run_id=run["run_id"], items=items)
 
 
-@router.get("/training-runs/<id>/audit", summary="The run's whole-dataset audit, less the images already decided",
+@paired.get("/training-runs/<id>/audit", summary="The run's whole-dataset audit, less the images already decided",
             description="Label errors, outliers and near-duplicates the run found in its whole dataset "
                         "(audit.json), filtered by kind and label. Images someone decided already (POST "
                         "/datasets/{name}/edits) are left out and counted in decided, unless their label changed "

@@ -105,6 +105,11 @@ class ModelStore:
             self._checked_at = now
             return self._loaded
 
+    def refresh(self) -> None:
+        """Check the registry on the next current(), however recently it was checked (a promotion just happened)."""
+        with self._lock:
+            self._checked_at = None
+
     def load_version(self, version: str) -> LoadedModel:
         """One registered version, verified and loaded as the active one would be, whatever is active now."""
         item = self.registry.get(version)  # NotFound for a version never registered
