@@ -40,7 +40,8 @@ def utc_now() -> str:
 def build_model_json(*, classes: list[str], arch: str, img_size: int, mean, std, preprocessing: dict,
                      onnx_io: dict, artifacts: dict[str, Path], dataset: dict, metrics: dict,
                      onnx_parity: dict, preprocessing_check: dict, hyperparameters: dict, run_id: str,
-                     weights_source: str, int8: dict | None = None, calibration: dict | None = None) -> dict:
+                     weights_source: str, int8: dict | None = None, calibration: dict | None = None,
+                     recipe: dict | None = None) -> dict:
     """The content of model.json, with digests of the artifacts as they are on disk now."""
     return {
         "format_version": FORMAT_VERSION,
@@ -61,6 +62,8 @@ def build_model_json(*, classes: list[str], arch: str, img_size: int, mean, std,
         # Temperature and per-label thresholds, fitted on the validation split; the full record is calibration.json.
         "calibration": calibration,
         "hyperparameters": hyperparameters,
+        # The training recipe as it ran: the recipe's choices with the explicit hyperparameters applied.
+        "recipe": recipe,
         "pretrained_weights": weights_source,
         "run_id": run_id,
         "created_at": utc_now(),

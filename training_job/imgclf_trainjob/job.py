@@ -71,13 +71,17 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     report.write_json(paths.output_data_dir / "split.json", plan.split_record())
     set_seed(hp.seed)
     with tempfile.TemporaryDirectory(prefix="imgclf-train-") as workdir:
-        dls = learner.build_dataloaders(plan, hp, arch)
-        learn, weights_source = learner.build_learner(dls, arch, hp, weights, Path(workdir))
+        recipe = learner.resolve_recipe(hp, pretrained=hp.pretrained or weights is not None,
+                                        n_train=len(plan.train))
+        log.info("Recipe: %s", recipe.as_dict())
+        dls = learner.build_dataloaders(plan, hp, arch, recipe)
+        learn, weights_source = learner.build_learner(dls, arch, hp, recipe, weights, Path(workdir))
         # The audit's probe reads the pretrained backbone before fine-tuning teaches it any of this dataset's labels.
         backbone = (audit.backbone_features(learn.model[0], plan, hp.img_size, arch.mean, arch.std)
                     if hp.audit == "probe" and weights_source != "none" else None)
-        history = learner.train(learn, hp, pretrained=weights_source != "none")
-        metrics = write_reports(learn, plan, history, hp, paths.output_data_dir, env)
+        history = learner.train(learn, hp, recipe)
+        metrics = write_reports(learn, plan, history, hp, recipe, paths.output_data_dir, env)
+        metrics["backbone"] = learner.backbone_summary(learn, hp, weights_source, history)
         # Export and parity run on the CPU in float32, whatever trained the model.
         learn.dls.cpu()
         learn.model.cpu()
@@ -115,6 +119,7 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
         dataset=dataset_summary(plan, hp.dataset_uri, paths.train, env),
         metrics=summary_metrics(metrics), onnx_parity=parity.as_dict(),
         preprocessing_check=preprocessing_check, hyperparameters=hp.as_dict() | {"lr_used": history.lr},
+        recipe=recipe.as_dict(),
         run_id=run_id_for(hp.run_id, env), weights_source=weights_source, int8=int8.as_dict(),
         calibration=calibration_summary(calibration_doc),
     )
@@ -123,11 +128,14 @@ def run(config: JobConfig, env: Mapping[str, str] = os.environ) -> dict:
     return model_json
 
 
-def write_reports(learn: Learner, plan: DatasetPlan, history: learner.TrainHistory, hp, out: Path,
-                  env: Mapping[str, str]) -> dict:
+def write_reports(learn: Learner, plan: DatasetPlan, history: learner.TrainHistory, hp, recipe: learner.Recipe,
+                  out: Path, env: Mapping[str, str]) -> dict:
     """Write metrics.json and the plots and top losses to the output data dir; return the metrics."""
     ev = report.evaluate(learn, plan.root)
     metrics = report.build_metrics(ev, history, n_train=len(plan.train))
+    metrics["recipe"] = recipe.as_dict()
+    if recipe.tta and len(ev.targets):
+        metrics["tta"] = report.evaluate_tta(learn, ev)
     report.write_json(out / "metrics.json", metrics)
     s3 = report.s3_location(hp.dataset_uri, env.get("IMGCLF_DATASET_S3_PREFIX"))
     losses = report.top_losses(ev, hp.top_k, s3)
@@ -358,5 +366,8 @@ def summary_metrics(metrics: dict) -> dict:
         summary["ece_before"] = metrics["calibration"]["ece_before"]
         summary["ece_after"] = metrics["calibration"]["ece_after"]
     summary["epochs"] = len(metrics["epochs"])
+    summary["best_epoch"] = metrics.get("best_epoch")
     summary["train_loss"] = metrics["train_loss_per_epoch"][-1] if metrics["epochs"] else None
+    if "tta" in metrics:
+        summary["error_rate_tta"] = metrics["tta"]["error_rate"]
     return summary

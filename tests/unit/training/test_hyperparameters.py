@@ -23,7 +23,8 @@ SETTINGS = Settings(stage="dev", data_bucket="imgclf-dev-data", training_image_u
 SAMPLES = {"arch": "resnet34", "pretrained": False, "epochs": 2, "freeze_epochs": 0, "lr": 0.01, "bs": 16,
            "img_size": 128, "min_scale": 0.75, "valid_pct": 0.25, "seed": 7, "threshold_mode": "precision",
            "target_precision": 0.9, "ood": False, "ood_keep": 0.9,
-           "audit": "off", "audit_folds": 3}
+           "audit": "off", "audit_folds": 3, "recipe": "classic", "max_epochs": 5, "patience": 3, "presize": 256,
+           "label_smoothing": 0.2, "keep_best": False, "tta": False}
 
 
 def _types(annotation) -> set[type]:

@@ -28,7 +28,8 @@ def write_hyperparameters(env: dict, values: dict) -> None:
 def test_defaults_without_file_or_arguments(sm_env):
     config = load_config([], sm_env)
     assert config.hp == Hyperparameters()
-    assert config.hp.arch == "resnet18" and config.hp.img_size == 224 and config.hp.min_scale == 0.5
+    assert config.hp.arch == "tf_efficientnet_lite2" and config.hp.img_size == 192
+    assert (config.hp.recipe, config.hp.epochs, config.hp.min_scale) == ("imgclf", None, None)
     assert config.paths.train == Path(sm_env["SM_CHANNEL_TRAIN"])
     assert config.paths.failure_file == Path(sm_env["SM_OUTPUT_DATA_DIR"]).parent / "failure"
 
@@ -55,13 +56,21 @@ def test_threshold_mode_defaults_to_f1_and_reads_precision_with_its_target(sm_en
     assert (hp.threshold_mode, hp.target_precision) == ("precision", 0.9)
 
 
+def test_auto_leaves_a_choice_to_the_recipe(sm_env):
+    write_hyperparameters(sm_env, {"epochs": "auto", "lr": "auto", "recipe": "Classic", "label_smoothing": "0.2"})
+    hp = load_config(["--presize", "none", "--keep-best", "true"], sm_env).hp
+    assert (hp.epochs, hp.lr, hp.presize, hp.recipe) == (None, None, None, "classic")
+    assert (hp.label_smoothing, hp.keep_best) == (0.2, True)
+
+
 def test_bare_boolean_flag_means_true(sm_env):
     assert load_config(["--fp16"], sm_env).hp.fp16 is True
 
 
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--valid_pct", "1.5"], ["--lr", "-1"],
                                   ["--aug", "maybe"], ["--no-such-flag", "1"], ["--threshold-mode", "recall"],
-                                  ["--target-precision", "1.5"]])
+                                  ["--target-precision", "1.5"], ["--recipe", "fancy"],
+                                  ["--label-smoothing", "1"], ["--max-epochs", "0"]])
 def test_bad_values_raise_job_failure(sm_env, argv):
     with pytest.raises(JobFailure, match="Invalid hyperparameters"):
         load_config(argv, sm_env)

