@@ -97,6 +97,9 @@ def run_imgclf(data: Path, args: argparse.Namespace, work: Path) -> dict:
         "--freeze_epochs",
         "0",
         *shared_settings(args),
+        # The original exercise's recipe: the plain script's augmentation, loss and schedule.
+        "--recipe",
+        "classic",
         "--fp16",
         "false",
         # Plain fastai updates BatchNorm statistics; the job must do the same work to compare.
