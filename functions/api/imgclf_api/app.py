@@ -46,11 +46,13 @@ class ApiResolver(APIGatewayRestResolver):
         return openapi.document(self, version=__version__)
 
     @staticmethod
-    def _compile_regex(rule: str, base_regex: str = "^{}/*$"):
+    def _compile_regex(rule: str, base_regex: str = r"^{}/*\Z"):
+        # \Z, not $: $ also matches before a final newline, which sent GET /predictions/%0A to the list route.
         if rule in ApiResolver.GREEDY:
             head, name = re.fullmatch(r"(.*)/<(\w+)>", rule).groups()
-            return re.compile(f"^{re.escape(head)}/(?P<{name}>.+?)/*$")
-        return APIGatewayRestResolver._compile_regex(rule, base_regex)
+            return re.compile(f"^{re.escape(head)}/(?P<{name}>.+?)/*\\Z", re.DOTALL)
+        # APIGatewayRestResolver's own override fixes "^{}/*$"; go past it to the base with this one.
+        return super(APIGatewayRestResolver, APIGatewayRestResolver)._compile_regex(rule, base_regex)
 
 
 def build_app(services: Callable[[], Services]) -> ApiResolver:

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from imgclf import ddb
+from imgclf_api.app import ApiResolver
 
 
 @pytest.fixture
@@ -182,3 +183,14 @@ def test_an_unknown_verdict_value_is_a_validation_error(api):
 
     assert response.status == 422
     assert "verdict" in response.error["message"]
+
+
+
+def test_a_key_ending_in_a_newline_is_looked_up_not_listed():
+    # A regex $ also matches before a final newline: GET /predictions/%0A (path "/predictions/\n") once reached
+    # the list route and answered 200 with a page of predictions.
+    listing, lookup = ApiResolver._compile_regex("/predictions"), ApiResolver._compile_regex("/predictions/<key>")
+
+    assert listing.match("/predictions/\n") is None and listing.match("/predictions/") is not None
+    assert lookup.match("/predictions/\n").group("key") == "\n"
+    assert lookup.match("/predictions/uploads/a b.jpg/").group("key") == "uploads/a b.jpg"
