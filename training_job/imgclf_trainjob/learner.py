@@ -103,16 +103,16 @@ CLASSIC_EPOCHS = 3
 def resolve_recipe(hp: Hyperparameters, pretrained: bool, n_train: int | None = None) -> Recipe:
     """The recipe's choices, with every hyperparameter the run sets explicitly taking precedence."""
     defaults = _RECIPE_DEFAULTS[hp.recipe]
-    bs = hp.bs or defaults["bs"]
-    if n_train is not None and bs > n_train:
-        # fastai drops the last incomplete training batch: a batch larger than the data would train nothing.
-        log.warning("bs=%d is more than the %d training images: training with bs=%d", bs, n_train, n_train)
-        bs = max(1, n_train)
 
     def pick(name: str):
         value = getattr(hp, name)
         return defaults[name] if value is None else value
 
+    bs = pick("bs")
+    if n_train is not None and bs > n_train:
+        # fastai drops the last incomplete training batch: a batch larger than the data would train nothing.
+        log.warning("bs=%d is more than the %d training images: training with bs=%d", bs, n_train, n_train)
+        bs = max(1, n_train)
     presize = pick("presize")
     auto_epochs = hp.epochs is None and hp.recipe != "classic"
     return Recipe(
